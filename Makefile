@@ -1,0 +1,28 @@
+# One command sets everything up: `make test` (tests) and `make demo` (main job on demo data)
+# each bootstrap .venv in the repo. torch/torchvision come from PyPI through uv: the CPU-only
+# local torch build cannot import PyPI's torchvision (see DEVELOPERS.md).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+UV := $(VENV)/bin/uv
+TORCH_PIN := torch==2.13.0 torchvision==0.28.0
+
+.PHONY: test venv bench-store clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check uv
+	$(UV) pip install -q --python $(PY) $(TORCH_PIN)
+	$(UV) pip install -q --python $(PY) -e ".[test]" $(TORCH_PIN)
+	touch $@
+
+test: venv
+	$(PY) -m pytest -q
+
+bench-store: venv
+	$(PY) benchmarks/store_read.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info
