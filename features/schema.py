@@ -34,10 +34,21 @@ __all__ = [
     "StoreMeta",
     "compute_store_id",
     "canonical_sha256",
+    "clipfeat_version",
 ]
 
 SCHEMA_VERSION = 1
 ATTR = "clipfeat"  # name of the group attribute holding StoreMeta
+
+
+def clipfeat_version() -> str:
+    """The installed clipfeat version (recorded in every store's `created_by`)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("clipfeat")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def canonical_sha256(obj: Any) -> str:

@@ -73,7 +73,7 @@ class ArrayReader:
         self.array = array  # zarr.Array (read-only)
         self.pool = pool
         self.item_shape: tuple[int, ...] = tuple(array.shape[1:])
-        self.dtype = np.dtype(array.dtype.to_native_dtype() if hasattr(array.dtype, "to_native_dtype") else array.dtype)
+        self.dtype = np.dtype(array.dtype)
         self.fill_value = array.fill_value
         self._index: dict[int, np.ndarray | None] = {}
         self._fds: dict[int, int] = {}
@@ -183,14 +183,14 @@ class ArrayReader:
         shards = rows // self.shard_rows
         for s in np.unique(shards):
             self.shard_index(int(s))
-        tasks = []  # (output position, shard, offset, nbytes)
+        tasks = []  # (output position, shard, offset, nbytes, row)
         for i, (r, s) in enumerate(zip(rows.tolist(), shards.tolist())):
             idx = self._index[s]
             off, nb = (_MAX_U64, _MAX_U64) if idx is None else idx[r - s * self.shard_rows]
             if off == _MAX_U64 and nb == _MAX_U64:
                 out[i] = self.fill_value  # never written (e.g. an all-zero failed row)
             else:
-                tasks.append((i, s, int(off), int(nb)))
+                tasks.append((i, s, int(off), int(nb), r))
         if self.loc.local:
             list(self.pool.map(lambda t: self._read_local(t, out), tasks))
         else:
@@ -198,29 +198,32 @@ class ArrayReader:
         return out
 
     def _read_local(self, task, out: np.ndarray) -> None:
-        i, s, off, nb = task
+        i, s, off, nb, r = task
         if self._raw:
             view = memoryview(out[i]).cast("B")
             if nb != len(view) or os.preadv(self._fd(s), [view], off) != nb:
-                raise CorruptDataError(f"{self.name}: shard {s} has a chunk of the wrong size (truncated file?)")
+                raise CorruptDataError(f"{self.name}: shard {s}, row {r}: chunk has the wrong size (truncated file?)")
             return
         buf = os.pread(self._fd(s), nb, off)
-        self._decode_into(buf, out, i, s)
+        self._decode_into(buf, out, task)
 
     def _read_remote(self, tasks, out: np.ndarray) -> None:
-        paths = [self.loc.path(self._shard_key(s)) for _, s, _, _ in tasks]
-        starts = [off for _, _, off, _ in tasks]
-        ends = [off + nb for _, _, off, nb in tasks]
-        blobs = self.loc.fs.cat_ranges(paths, starts, ends)
-        list(self.pool.map(lambda tb: self._decode_into(tb[1], out, tb[0][0], tb[0][1]), zip(tasks, blobs)))
+        paths = [self.loc.path(self._shard_key(t[1])) for t in tasks]
+        starts = [t[2] for t in tasks]
+        ends = [t[2] + t[3] for t in tasks]
+        blobs = self.loc.fs.cat_ranges(paths, starts, ends, on_error="return")
+        list(self.pool.map(lambda tb: self._decode_into(tb[1], out, tb[0]), zip(tasks, blobs)))
 
-    def _decode_into(self, buf: bytes, out: np.ndarray, i: int, s: int) -> None:
+    def _decode_into(self, buf: bytes, out: np.ndarray, task) -> None:
+        i, s, _, nb, r = task
         if isinstance(buf, Exception):
-            raise buf
+            raise CorruptDataError(f"{self.name}: shard {s}, row {r}: cannot fetch chunk ({buf})")
+        if len(buf) != nb:
+            raise CorruptDataError(f"{self.name}: shard {s}, row {r}: got {len(buf)} of {nb} bytes (truncated file?)")
         try:
             self._decode(buf, out[i])
         except Exception as e:  # codec errors carry no shard context; add it
-            raise CorruptDataError(f"{self.name}: shard {s} has an undecodable chunk ({e})") from None
+            raise CorruptDataError(f"{self.name}: shard {s}, row {r}: undecodable chunk ({e})") from None
 
     def _read_fallback(self, rows: np.ndarray, out: np.ndarray) -> np.ndarray:
         order = np.argsort(rows, kind="stable")

@@ -15,7 +15,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-__all__ = ["ShardStatus", "checksum", "keys_checksum"]
+__all__ = ["ShardStatus", "checksum", "keys_checksum", "row_crcs"]
 
 
 def checksum(values: np.ndarray) -> str:
@@ -26,6 +26,14 @@ def checksum(values: np.ndarray) -> str:
     h = hashlib.sha256(f"{a.dtype.str}{a.shape}".encode())
     h.update(memoryview(a).cast("B"))
     return h.hexdigest()
+
+
+def row_crcs(values: np.ndarray) -> list[int]:
+    """crc32c of each row's bytes: lets `verify` name the bad rows of a bad shard."""
+    import google_crc32c
+
+    a = np.ascontiguousarray(values)
+    return [google_crc32c.value(a[i].tobytes()) for i in range(len(a))]
 
 
 def keys_checksum(keys: Iterable[str]) -> str:
@@ -39,6 +47,7 @@ class ShardStatus:
     stop: int  # one past the last row
     done: bool = False
     checksums: dict[str, str] = field(default_factory=dict)  # array name -> checksum()
+    row_crc32c: dict[str, list[int]] = field(default_factory=dict)  # array name -> crc32c per row
     failed: dict[int, str] = field(default_factory=dict)  # row -> reason (values are zeros)
     written_at: str | None = None
     timings: dict[str, float] = field(default_factory=dict)  # stage -> seconds, for logs

@@ -17,8 +17,11 @@ No Ray in here: the pipeline distributes, the writer only writes.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import sys
 import time
+import warnings
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -32,8 +35,8 @@ from .errors import (
 )
 from .location import Location
 from .lock import StoreLock
-from .schema import ATTR, StoreMeta, describe_difference
-from .status import ShardStatus, checksum, keys_checksum
+from .schema import ATTR, StoreMeta, clipfeat_version, describe_difference
+from .status import ShardStatus, checksum, keys_checksum, row_crcs
 
 __all__ = ["StoreWriter", "create_store", "open_writer", "CODECS"]
 
@@ -161,6 +164,7 @@ class StoreWriter:
                 v[local_failed] = 0
             self.group[name][rows.start : rows.stop] = v  # whole Zarr shard: no read-modify-write
             record.checksums[name] = checksum(v)
+            record.row_crc32c[name] = row_crcs(v)
         record.timings = dict(timings or {}, write=time.perf_counter() - t0)
         # Last: the status record makes the shard count.
         self.group["shard_status"][k] = record.to_json()
@@ -168,8 +172,6 @@ class StoreWriter:
 
     def finalize(self) -> StoreMeta:
         """Mark the store complete and consolidate its metadata (for read-only HTTP/S3 access)."""
-        import dataclasses
-
         import zarr
 
         pending = self.pending_shards()
@@ -181,7 +183,12 @@ class StoreWriter:
         created = dataclasses.replace(self.meta.created_by, finished=_now())
         self.meta = dataclasses.replace(self.meta, status="complete", created_by=created)
         self.group.attrs.update({ATTR: self.meta.to_json()})
-        zarr.consolidate_metadata(self.loc.zarr_store(read_only=False))
+        with warnings.catch_warnings():
+            # Consolidated metadata lives in the root zarr.json, where spec readers ignore it;
+            # the lock object is not a Zarr node. Neither warning is news to us.
+            warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
+            warnings.filterwarnings("ignore", message=".*not recognized as a component.*")
+            zarr.consolidate_metadata(self.loc.zarr_store(read_only=False))
         self.close()
         return self.meta
 
@@ -259,6 +266,13 @@ def create_store(
             raise OutputExistsError(f"{url} exists and is not a clipfeat store; choose another path or pass --overwrite")
     if exists and overwrite:
         loc.fs.rm(loc.root, recursive=True)
+    created = meta.created_by
+    meta = dataclasses.replace(
+        meta,
+        created_by=dataclasses.replace(
+            created, started=created.started or _now(), clipfeat_version=clipfeat_version(), command=created.command or " ".join(sys.argv)
+        ),
+    )
     store = loc.zarr_store(read_only=False)
     group = zarr.create_group(store, overwrite=True, attributes={ATTR: meta.to_json()})
     writer_lock = StoreLock(loc) if lock else None

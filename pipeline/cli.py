@@ -1,0 +1,58 @@
+"""The `clipfeat` command. Subcommands only parse arguments and call the library.
+
+Each package contributes its commands (features: info, verify, ls, export, import, copy).
+Heavy libraries are imported inside command bodies so `clipfeat --help` stays fast and never
+imports torch or ray. Any `ClipfeatError` becomes `Error: <one line>` with exit code 2.
+"""
+
+from __future__ import annotations
+
+import click
+
+from clipfeat.features.errors import ClipfeatError
+from clipfeat.features.schema import clipfeat_version
+
+
+class UserError(click.ClickException):
+    """A problem the user can fix: printed as one line, exit code 2 (bad usage)."""
+
+    exit_code = 2
+
+
+class ClipfeatGroup(click.Group):
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except ClipfeatError as e:
+            raise UserError(str(e)) from None
+
+
+@click.group(cls=ClipfeatGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(clipfeat_version(), "--version", prog_name="clipfeat")
+def cli() -> None:
+    """clipfeat: CLIP grid and pooled features for V&L datasets, in shared Zarr stores.
+
+    \b
+    Typical use:
+      clipfeat info features/coco-RN50x4.zarr
+      clipfeat verify features/coco-RN50x4.zarr
+      clipfeat ls s3://team-bucket/features/
+    """
+
+
+def _register() -> None:
+    from clipfeat.features.cli import COMMANDS as feature_commands
+
+    for cmd in feature_commands:
+        cli.add_command(cmd)
+
+
+_register()
+
+
+def main() -> None:
+    cli(prog_name="clipfeat")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+"""Shared test helpers: tiny stores with known values, written through the real writer."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+warnings.filterwarnings("ignore", module="zarr")
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def build_store(
+    path,
+    *,
+    n: int = 70,
+    shard_size: int = 16,
+    pooled_dim: int = 8,
+    grid_hw=(3, 3),
+    channels: int = 4,
+    views: int | None = None,
+    variable: bool = False,
+    with_grid: bool = True,
+    codec: str = "zstd",
+    keys=None,
+    seed: int = 0,
+    finalize: bool = True,
+    failed: dict | None = None,
+    shards=None,
+    model: str = "RN50",
+):
+    """Write a store at `path`; return (writer or meta, values dict) with the exact stored values."""
+    from clipfeat.features import DatasetInfo, EncoderInfo, Layout, PreprocessInfo, StoreMeta, create_store
+
+    rng = np.random.default_rng(seed)
+    keys = keys or [str(1000 + 7 * i) for i in range(n)]
+    v = (views,) if views else ()
+    cells = grid_hw[0] * grid_hw[1]
+    layout = Layout(
+        pooled_dim=pooled_dim,
+        grid_channels=channels if with_grid else None,
+        grid_hw=None if variable or not with_grid else tuple(grid_hw),
+        grid_max_cells=cells if variable else None,
+        views=views,
+    )
+    meta = StoreMeta.build(
+        dataset=DatasetInfo(name="coco", manifest_sha256="f" * 64, num_items=n, splits={"val2014": n}),
+        encoder=EncoderInfo(model=model, pretrained=None),
+        preprocess=PreprocessInfo(mode="aspect" if variable else "fixed", size=None if variable else 224),
+        layout=layout,
+        shard_size=shard_size,
+    )
+    vals = {"keys": keys, "pooled": rng.standard_normal((n,) + v + (pooled_dim,)).astype(np.float16)}
+    if with_grid:
+        vals["grid"] = np.maximum(rng.standard_normal((n,) + v + (cells, channels)), 0).astype(np.float16)
+    if variable:
+        hw = np.stack([rng.integers(1, grid_hw[0] + 1, n), rng.integers(1, grid_hw[1] + 1, n)], 1).astype(np.int32)
+        for i, (h, w) in enumerate(hw):
+            vals["grid"][i, h * w :] = 0  # padding is zero
+        vals["grid_hw"] = hw
+    w = create_store(os.fspath(path), meta=meta, keys=keys, codec=codec)
+    failed = failed or {}
+    for k in range(meta.shards.count) if shards is None else shards:
+        r = w.shard_rows(k)
+        sl = slice(r.start, r.stop)
+        w.write_shard(
+            k,
+            pooled=vals["pooled"][sl],
+            grid=vals["grid"][sl] if with_grid else None,
+            grid_hw=vals["grid_hw"][sl] if variable else None,
+            failed={row: why for row, why in failed.items() if row in r},
+        )
+    for row in failed:
+        for name in ("pooled", "grid"):
+            if name in vals:
+                vals[name][row] = 0
+    if finalize:
+        w.finalize()
+        return meta, vals
+    return w, vals
+
+
+@pytest.fixture
+def store(tmp_path):
+    """A complete 70-item store (5 shards of 16, last one partial) and its values."""
+    url = str(tmp_path / "s.zarr")
+    meta, vals = build_store(url)
+    return url, vals
+
+
+@pytest.fixture
+def shared_data():
+    if not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data is absent")
+    return SHARED_DATA
