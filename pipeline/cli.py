@@ -1,6 +1,7 @@
 """The `clipfeat` command. Subcommands only parse arguments and call the library.
 
-Each package contributes its commands (features: info, verify, ls, export, import, copy).
+Each package contributes its commands (manifests: manifest; features: info, verify, ls,
+export, import, copy).
 Heavy libraries are imported inside command bodies so `clipfeat --help` stays fast and never
 imports torch or ray. Any `ClipfeatError` becomes `Error: <one line>` with exit code 2.
 """
@@ -11,6 +12,7 @@ import click
 
 from clipfeat.features.errors import ClipfeatError
 from clipfeat.features.schema import clipfeat_version
+from clipfeat.manifests.manifest import ManifestError
 
 
 class UserError(click.ClickException):
@@ -23,7 +25,7 @@ class ClipfeatGroup(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except ClipfeatError as e:
+        except (ClipfeatError, ManifestError) as e:
             raise UserError(str(e)) from None
 
 
@@ -42,8 +44,9 @@ def cli() -> None:
 
 def _register() -> None:
     from clipfeat.features.cli import COMMANDS as feature_commands
+    from clipfeat.manifests.cli import COMMANDS as manifest_commands
 
-    for cmd in feature_commands:
+    for cmd in [*manifest_commands, *feature_commands]:
         cli.add_command(cmd)
 
 

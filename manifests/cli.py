@@ -1,0 +1,25 @@
+"""`clipfeat manifest`: scan a dataset root and save its manifest (JSON Lines, .gz ok)."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command("manifest")
+@click.option("--dataset", required=True, type=click.Choice(["coco", "vg"]), help="Dataset layout to read.")
+@click.option("--root", required=True, type=click.Path(), help="Dataset root folder.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Manifest file (.jsonl or .jsonl.gz).")
+@click.option("--splits", default=None, help="Comma-separated COCO folders, e.g. train2014,val2014.")
+def manifest_cmd(dataset: str, root: str, out: str, splits: str | None) -> None:
+    """Scan a dataset root into a manifest: sorted rows (key, path, split, fields) and their sha256."""
+    from . import scan
+
+    manifest, warnings = scan(dataset, root, splits=splits.split(",") if splits else None)
+    for w in warnings:
+        click.echo(f"warning: {w}", err=True)
+    manifest.save(out)
+    counts = ", ".join(f"{k} {v}" for k, v in manifest.splits().items())
+    click.echo(f"{len(manifest)} items ({counts}) -> {out}  sha256 {manifest.sha256[:16]}")
+
+
+COMMANDS = [manifest_cmd]
