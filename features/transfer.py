@@ -10,7 +10,6 @@ from __future__ import annotations
 import itertools
 from concurrent.futures import ThreadPoolExecutor
 
-import numpy as np
 from tqdm.auto import tqdm
 
 from .errors import OutputExistsError
@@ -53,7 +52,6 @@ def copy_store(
             raise OutputExistsError(f"{dst} exists; choose another path or pass --overwrite")
         out.fs.rm(out.root, recursive=True)
     keys = store_objects(st)
-    sizes = np.zeros(len(keys), dtype=np.int64)
 
     def one(i: int) -> None:
         blob = st.loc.read_bytes(keys[i])
@@ -63,7 +61,6 @@ def copy_store(
         if out.local:
             out.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
         out.fs.pipe_file(path, blob)
-        sizes[i] = len(blob)
 
     # zarr.json of the group goes last: a reader never sees a store whose arrays are missing.
     order = list(range(1, len(keys))) + [0]

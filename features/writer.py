@@ -93,8 +93,8 @@ class StoreWriter:
         return ShardStatus.from_json(str(self.group["shard_status"][k]))
 
     def done_shards(self) -> set[int]:
-        recs = self.group["shard_status"][:]
-        return {k for k, r in enumerate(recs) if r and json.loads(str(r)).get("done")}
+        recs = (ShardStatus.from_json(str(r)) for r in self.group["shard_status"][:])
+        return {k for k, r in enumerate(recs) if r is not None and r.done}
 
     def pending_shards(self) -> list[int]:
         done = self.done_shards()
