@@ -1,7 +1,7 @@
 """The `clipfeat` command. Subcommands only parse arguments and call the library.
 
-Each package contributes its commands (manifests: manifest; features: info, verify, ls,
-export, import, copy).
+Each package contributes its commands (manifests: manifest; pipeline: extract; features:
+info, verify, ls, export, import, copy).
 Heavy libraries are imported inside command bodies so `clipfeat --help` stays fast and never
 imports torch or ray. Any `ClipfeatError` becomes `Error: <one line>` with exit code 2.
 """
@@ -26,7 +26,9 @@ class ClipfeatGroup(click.Group):
         try:
             return super().invoke(ctx)
         except (ClipfeatError, ManifestError) as e:
-            raise UserError(str(e)) from None
+            err = UserError(str(e))
+            err.exit_code = getattr(e, "exit_code", 2)  # 2: bad usage/input; 1: the job itself failed
+            raise err from None
 
 
 @click.group(cls=ClipfeatGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -36,6 +38,8 @@ def cli() -> None:
 
     \b
     Typical use:
+      clipfeat extract --dataset coco --root DATA/coco --model RN50x4 --pretrained openai \\
+                       --out features/coco-RN50x4.zarr
       clipfeat info features/coco-RN50x4.zarr
       clipfeat verify features/coco-RN50x4.zarr
       clipfeat ls s3://team-bucket/features/
@@ -46,7 +50,9 @@ def _register() -> None:
     from clipfeat.features.cli import COMMANDS as feature_commands
     from clipfeat.manifests.cli import COMMANDS as manifest_commands
 
-    for cmd in [*manifest_commands, *feature_commands]:
+    from .extract_cli import COMMANDS as pipeline_commands
+
+    for cmd in [*manifest_commands, *pipeline_commands, *feature_commands]:
         cli.add_command(cmd)
 
 

@@ -1,0 +1,211 @@
+"""A small synthetic dataset in the real COCO and Visual Genome on-disk layouts.
+
+Each image is a few simple coloured shapes on a plain background; the captions and VQA-style
+questions describe exactly what was drawn, so a trainer can learn something real from
+features of these images. Used by the tests, the benchmarks and `make demo`.
+
+Files written (the datasets' own names and JSON schemas):
+
+    COCO root/{train2014,val2014}/COCO_{split}_{id:012d}.jpg
+         root/annotations/captions_{split}.json                    (COCO captions format)
+         root/v2_OpenEnded_mscoco_{split}_questions.json           (VQA v2 questions)
+         root/v2_mscoco_{split}_annotations.json                   (VQA v2 annotations)
+    VG   root/image_data.json, root/VG_100K/{id}.jpg, root/VG_100K_2/{id}.jpg
+
+Sizes and JPEG modes vary like the real sets (landscape/portrait, greyscale and CMYK files, an
+EXIF-rotated one), so decoding is exercised the way real data exercises it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from dataclasses import dataclass, field
+
+__all__ = ["COLORS", "SHAPES", "Scene", "make_coco", "make_vg", "draw_scene", "random_scene"]
+
+COLORS = {
+    "red": (220, 40, 40),
+    "green": (40, 170, 60),
+    "blue": (40, 70, 220),
+    "yellow": (235, 210, 40),
+    "purple": (140, 60, 170),
+    "orange": (245, 140, 30),
+}
+SHAPES = ("circle", "square", "triangle")
+SIZES = ((640, 480), (480, 640), (500, 375), (640, 427), (427, 640), (320, 240), (800, 600))
+_NUMBERS = ("zero", "one", "two", "three", "four")
+
+
+@dataclass
+class Scene:
+    width: int
+    height: int
+    background: tuple[int, int, int]
+    shapes: list[tuple[str, str, tuple[int, int, int, int]]] = field(default_factory=list)  # (shape, colour, box)
+
+    def captions(self) -> list[str]:
+        parts = [f"a {c} {s}" for s, c, _ in self.shapes]
+        listed = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+        n = len(self.shapes)
+        return [
+            f"{listed} on a plain background",
+            f"a picture with {_NUMBERS[n]} {'shape' if n == 1 else 'shapes'}: {listed}",
+            f"there is {listed} in this image",
+            f"{_NUMBERS[n]} simple {'shape' if n == 1 else 'shapes'} drawn on a flat background",
+            f"a drawing of {listed}",
+        ]
+
+    def questions(self, rng: random.Random) -> list[tuple[str, str, str]]:
+        """(question, answer, answer_type) triples in VQA v2 style."""
+        first_shape, first_color, _ = self.shapes[0]
+        absent = [s for s in SHAPES if s not in {s for s, _, _ in self.shapes}]
+        qs = [
+            (f"What color is the {first_shape}?", first_color, "other"),
+            ("How many shapes are there?", str(len(self.shapes)), "number"),
+            (f"Is there a {first_shape} in the picture?", "yes", "yes/no"),
+        ]
+        if absent:
+            qs.append((f"Is there a {rng.choice(absent)} in the picture?", "no", "yes/no"))
+        return qs
+
+
+def random_scene(rng: random.Random, width: int, height: int) -> Scene:
+    scene = Scene(width, height, background=tuple(rng.randint(225, 255) for _ in range(3)))
+    used: set[str] = set()
+    for _ in range(rng.randint(1, 3)):
+        shape = rng.choice([s for s in SHAPES if s not in used])  # one of each kind: questions stay unambiguous
+        used.add(shape)
+        side = rng.randint(min(width, height) // 5, min(width, height) // 2)
+        x, y = rng.randint(0, width - side), rng.randint(0, height - side)
+        scene.shapes.append((shape, rng.choice(list(COLORS)), (x, y, x + side, y + side)))
+    return scene
+
+
+def draw_scene(scene: Scene):
+    """The scene as an RGB PIL image."""
+    from PIL import Image, ImageDraw
+
+    img = Image.new("RGB", (scene.width, scene.height), scene.background)
+    d = ImageDraw.Draw(img)
+    for shape, colour, (x0, y0, x1, y1) in scene.shapes:
+        fill = COLORS[colour]
+        if shape == "circle":
+            d.ellipse((x0, y0, x1, y1), fill=fill)
+        elif shape == "square":
+            d.rectangle((x0, y0, x1, y1), fill=fill)
+        else:
+            d.polygon([((x0 + x1) // 2, y0), (x1, y1), (x0, y1)], fill=fill)
+    return img
+
+
+def _save_jpeg(img, path: str, variant: str) -> None:
+    """Write `img` as a JPEG in one of the modes real datasets contain."""
+    from PIL import Image
+
+    if variant == "grey":
+        img.convert("L").save(path, quality=90)
+    elif variant == "cmyk":
+        img.convert("CMYK").save(path, quality=90)
+    elif variant == "exif-rotated":
+        # Stored sideways with EXIF orientation 6 ("rotate 90° CW to display"): a decoder
+        # that ignores EXIF sees a portrait image where the scene is landscape.
+        exif = Image.Exif()
+        exif[0x0112] = 6
+        img.transpose(Image.Transpose.ROTATE_90).save(path, quality=90, exif=exif)
+    else:
+        img.save(path, quality=90)
+
+
+def _variant(i: int) -> str:
+    return {3: "grey", 7: "cmyk", 11: "exif-rotated"}.get(i % 16, "rgb")
+
+
+def make_coco(
+    root: str | os.PathLike,
+    *,
+    splits: dict[str, int] | None = None,
+    seed: int = 0,
+    sizes: tuple[tuple[int, int], ...] = SIZES,
+) -> dict[str, list[int]]:
+    """Write a COCO-2014-layout dataset under `root`; returns split -> image ids.
+
+    splits: images per split folder (default train2014: 48, val2014: 16).
+    """
+    root = os.fspath(root)
+    splits = splits or {"train2014": 48, "val2014": 16}
+    rng = random.Random(seed)
+    os.makedirs(os.path.join(root, "annotations"), exist_ok=True)
+    out: dict[str, list[int]] = {}
+    next_id, qid, ann_id = 9, 1, 1
+    for split, count in splits.items():
+        os.makedirs(os.path.join(root, split), exist_ok=True)
+        images, captions, questions, answers = [], [], [], []
+        out[split] = []
+        for i in range(count):
+            image_id = next_id
+            next_id += rng.randint(1, 40)  # sparse ids, like COCO's
+            w, h = sizes[rng.randrange(len(sizes))]
+            scene = random_scene(rng, w, h)
+            name = f"COCO_{split}_{image_id:012d}.jpg"
+            _save_jpeg(draw_scene(scene), os.path.join(root, split, name), _variant(i))
+            images.append({"id": image_id, "file_name": name, "width": w, "height": h})
+            for c in scene.captions():
+                captions.append({"id": ann_id, "image_id": image_id, "caption": c})
+                ann_id += 1
+            for q, a, atype in scene.questions(rng):
+                questions.append({"image_id": image_id, "question": q, "question_id": qid})
+                answers.append(_vqa_annotation(image_id, qid, q, a, atype))
+                qid += 1
+            out[split].append(image_id)
+        _dump(os.path.join(root, "annotations", f"captions_{split}.json"), {
+            "info": {"description": "clipfeat synthetic COCO"}, "licenses": [], "images": images,
+            "annotations": captions,
+        })
+        _dump(os.path.join(root, f"v2_OpenEnded_mscoco_{split}_questions.json"), {
+            "info": {"description": "clipfeat synthetic VQA"}, "task_type": "Open-Ended", "data_type": "mscoco",
+            "data_subtype": split, "license": {}, "questions": questions,
+        })
+        _dump(os.path.join(root, f"v2_mscoco_{split}_annotations.json"), {
+            "info": {"description": "clipfeat synthetic VQA"}, "data_type": "mscoco", "data_subtype": split,
+            "license": {}, "annotations": answers,
+        })
+    return out
+
+
+def _vqa_annotation(image_id: int, qid: int, question: str, answer: str, answer_type: str) -> dict:
+    words = question.split()
+    qtype = " ".join(words[:3]).lower().rstrip("?") if answer_type == "other" else " ".join(words[:2]).lower()
+    return {
+        "question_id": qid, "image_id": image_id, "question_type": qtype, "answer_type": answer_type,
+        "multiple_choice_answer": answer,
+        "answers": [{"answer": answer, "answer_confidence": "yes", "answer_id": j + 1} for j in range(10)],
+    }
+
+
+def make_vg(root: str | os.PathLike, *, count: int = 24, seed: int = 1, sizes: tuple[tuple[int, int], ...] = SIZES) -> list[int]:
+    """Write a Visual Genome layout under `root` (image_data.json + VG_100K{,_2}/); returns ids."""
+    root = os.fspath(root)
+    rng = random.Random(seed)
+    entries, ids = [], []
+    for part in ("VG_100K", "VG_100K_2"):
+        os.makedirs(os.path.join(root, part), exist_ok=True)
+    for i in range(count):
+        image_id = i + 1 if i < count // 2 else 2_300_000 + i  # VG's two id ranges
+        part = "VG_100K_2" if i % 3 == 0 else "VG_100K"
+        w, h = sizes[rng.randrange(len(sizes))]
+        _save_jpeg(draw_scene(random_scene(rng, w, h)), os.path.join(root, part, f"{image_id}.jpg"), _variant(i))
+        entries.append({
+            "width": w, "height": h, "image_id": image_id, "flickr_id": None,
+            "url": f"https://cs.stanford.edu/people/rak248/{part}/{image_id}.jpg",
+            "coco_id": 9 + i if i % 4 == 0 else None,
+        })
+        ids.append(image_id)
+    _dump(os.path.join(root, "image_data.json"), entries)
+    return ids
+
+
+def _dump(path: str, obj) -> None:
+    with open(path, "w") as f:
+        json.dump(obj, f)

@@ -1,0 +1,144 @@
+"""Image reading, decoding and preprocessing (the CPU side of the worker).
+
+`load_image` turns a file into an RGB PIL image the way a dataset's viewer would show it
+(EXIF orientation applied; greyscale, CMYK, palette, 16-bit and alpha images converted to
+RGB), or raises `ImageError` with a one-line reason that the job records as a failed row.
+`Preprocessor` resizes it for the model and returns uint8 HWC pixels; scaling to [0, 1] and
+mean/std normalisation happen batched on the model's device (see `encoder.normalize`).
+
+Both preprocessing modes reuse PIL's own bicubic resampling, as open_clip's transforms do,
+so `fixed` mode reproduces `open_clip`'s eval preprocessing bit for bit.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+__all__ = ["ImageError", "MAX_PIXELS", "Preprocessor", "load_image", "decode_image"]
+
+# Decompression-bomb limit: larger than any V&L dataset image (VG's largest is ~1280x1280),
+# far below what would exhaust a worker's memory.
+MAX_PIXELS = 64_000_000
+
+
+class ImageError(Exception):
+    """An item that cannot become an image; its message is recorded as the row's failure reason."""
+
+
+def read_file(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise ImageError("file not found") from None
+    except IsADirectoryError:
+        raise ImageError("is a directory, not an image") from None
+    except OSError as e:
+        raise ImageError(f"cannot read: {e.strerror or e}") from None
+    if not data:
+        raise ImageError("empty file (0 bytes)")
+    return data
+
+
+def decode_image(data: bytes, *, max_pixels: int = MAX_PIXELS):
+    """Bytes -> RGB PIL image, upright (EXIF applied). Raises ImageError."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            w, h = img.size
+            if w * h > max_pixels:
+                raise ImageError(f"{w}x{h} pixels exceeds the decompression-bomb limit of {max_pixels}")
+            img.load()  # decode now: truncated data must fail here, not later
+            img = ImageOps.exif_transpose(img)
+            return _to_rgb(img)
+    except ImageError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageError("not an image (unknown format)") from None
+    except Image.DecompressionBombError as e:
+        raise ImageError(f"decompression bomb refused ({e})") from None
+    except (OSError, ValueError, SyntaxError) as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ImageError(f"corrupt image: {msg}") from None
+
+
+def _to_rgb(img):
+    """Any PIL mode -> RGB. Transparent pixels are composited on white, as viewers show them."""
+    from PIL import Image
+
+    if img.mode == "RGB":
+        return img
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16/32-bit greyscale: scale to 8 bits
+        a = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if img.mode.startswith("I;16") or a.max() > 255 else 255.0
+        return Image.fromarray(np.clip(a / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L").convert("RGB")
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        img = img.convert("RGBA")
+        bg = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        return Image.alpha_composite(bg, img).convert("RGB")
+    return img.convert("RGB")  # L, 1, P, CMYK, YCbCr, LAB, HSV, F
+
+
+def load_image(path: str, *, max_pixels: int = MAX_PIXELS):
+    """Read and decode one file: (RGB PIL image, seconds reading, seconds decoding)."""
+    t0 = time.perf_counter()
+    data = read_file(path)
+    t1 = time.perf_counter()
+    img = decode_image(data, max_pixels=max_pixels)
+    return img, t1 - t0, time.perf_counter() - t1
+
+
+@dataclass(frozen=True)
+class Preprocessor:
+    """Resize for the model; output uint8 [H, W, 3].
+
+    fixed:  open_clip's eval transform minus its ToTensor/Normalize: torchvision
+            Resize(size) on the shorter side + CenterCrop(size) (or a square squash for
+            models whose open_clip config says resize_mode="squash").
+    aspect: scale so the shorter side is `shorter_side` unless the longer side would exceed
+            `max_side` (CLIP-ViL's 600/1000 for VQA grids); no crop, so H and W vary.
+    """
+
+    mode: str = "fixed"
+    size: int = 224
+    shorter_side: int = 600
+    max_side: int = 1000
+    interpolation: str = "bicubic"
+    resize_mode: str = "shortest"
+
+    def output_size(self, width: int, height: int) -> tuple[int, int]:
+        """(H, W) of the model input for an image of width x height."""
+        if self.mode == "fixed":
+            return self.size, self.size
+        scale = min(self.shorter_side / min(width, height), self.max_side / max(width, height))
+        return max(1, round(height * scale)), max(1, round(width * scale))
+
+    @cached_property
+    def _fixed(self):
+        from torchvision import transforms as T
+
+        interp = T.InterpolationMode(self.interpolation)
+        if self.resize_mode == "squash":
+            return T.Resize((self.size, self.size), interpolation=interp)
+        if self.resize_mode != "shortest":
+            raise ValueError(f"open_clip resize_mode {self.resize_mode!r} is not supported; use --preprocess aspect")
+        return T.Compose([T.Resize(self.size, interpolation=interp), T.CenterCrop(self.size)])
+
+    def __call__(self, img) -> np.ndarray:
+        if self.mode == "fixed":
+            img = self._fixed(img)
+        else:
+            from PIL import Image
+
+            out_h, out_w = self.output_size(*img.size)
+            if (out_w, out_h) != img.size:
+                img = img.resize((out_w, out_h), getattr(Image.Resampling, self.interpolation.upper()))
+        return np.asarray(img, dtype=np.uint8)

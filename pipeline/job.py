@@ -1,0 +1,345 @@
+"""The extraction job: manifest -> shards -> Ray worker actors -> a finished feature store.
+
+    result = run_extract(ExtractConfig(dataset="coco", root="DATA/coco", out="coco.zarr",
+                                       spec=EncoderSpec("RN50x4", pretrained="openai")))
+
+The driver plans the store (its identity, layout and shards), creates or resumes it, and skips
+shards that are already done. It then starts one `ShardWorker` actor per GPU (or `workers`
+CPU actors with `threads` each), keeps two shards queued per actor so none idles while the
+driver bookkeeps, and finalizes the store when every shard is done. Workers write their own
+shards (whole Zarr shards, then the status record), so the driver never moves feature bytes.
+
+Failures: a dead worker (SIGKILL, OOM, preemption) is restarted by Ray and its shards are
+resubmitted; a killed driver leaves done shards done, and rerunning the same command resumes;
+an image that cannot be decoded is recorded in its shard and counted against `max_failures`.
+This is the only module that imports ray.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+
+from clipfeat.features.errors import ClipfeatError
+
+from .encoder import EncoderError, EncoderSpec, describe_encoder, resolve_weights
+from .images import Preprocessor
+from .worker import ShardReport, ShardWorker, WorkerConfig
+
+__all__ = ["ExtractConfig", "ExtractResult", "JobFailedError", "parse_max_failures", "plan_store", "run_extract"]
+
+log = logging.getLogger("clipfeat.extract")
+
+
+class JobFailedError(ClipfeatError):
+    """The job ran but its result is not acceptable (too many bad images, a worker bug): exit 1."""
+
+    exit_code = 1
+
+
+@dataclass(frozen=True)
+class ExtractConfig:
+    out: str  # store URL
+    spec: EncoderSpec
+    dataset: str | None = None  # "coco" | "vg" (with root), or None with manifest
+    root: str | None = None  # dataset root
+    manifest: str | None = None  # saved manifest file (rows relative to root)
+    splits: tuple[str, ...] | None = None
+    preprocess: str = "fixed"  # "fixed" | "aspect"
+    shorter_side: int = 600  # aspect mode
+    max_side: int = 1000  # aspect mode
+    shard_size: int = 256
+    batch_size: int = 64
+    device: str = "auto"  # "auto" | "cpu" | "cuda"
+    workers: int | None = None  # CPU actors (default 1); GPU: one per GPU (at most this many)
+    threads: int | None = None  # threads per actor (default: CPUs / actors)
+    address: str | None = None  # Ray cluster ("auto", "ray://host:10001"); None: local Ray
+    max_failures: str = "0"  # count ("10") or fraction ("0.001", "0.1%") of items
+    retry_failed: bool = False  # recompute shards that recorded failed rows
+    retries: int = 3  # resubmissions of a shard whose worker died or raised
+    codec: str = "zstd"
+    overwrite: bool = False
+    progress: bool = True
+    storage_options: dict | None = None
+    fault_kill_at_shard: int | None = None  # testing only: SIGKILL a worker once in this shard
+    fault_marker: str | None = None
+
+
+@dataclass
+class ExtractResult:
+    store: str
+    items: int  # items in the store
+    computed: int  # items computed by this run (0 when everything was already done)
+    shards_done: int  # shards computed by this run
+    shards_skipped: int  # already done before this run
+    failed: dict[int, str] = field(default_factory=dict)  # global row -> reason (whole store)
+    timings: dict[str, float] = field(default_factory=dict)  # stage -> seconds, summed over shards
+    seconds: float = 0.0  # wall time of the compute phase
+    worker_restarts: int = 0
+
+    @property
+    def images_per_s(self) -> float:
+        return self.computed / self.seconds if self.seconds else 0.0
+
+
+def parse_max_failures(value: str, num_items: int) -> int:
+    """'10' -> 10 images; '0.001' or '0.1%' -> that fraction of num_items (rounded down)."""
+    v = str(value).strip()
+    try:
+        if v.endswith("%"):
+            return int(float(v[:-1]) / 100 * num_items)
+        if "." in v:
+            f = float(v)
+            if not 0 <= f <= 1:
+                raise ValueError
+            return int(f * num_items)
+        n = int(v)
+        if n < 0:
+            raise ValueError
+        return n
+    except ValueError:
+        raise ClipfeatError(f"--max-failures {value!r}: give a count (10), a fraction (0.001) or a percentage (0.1%)") from None
+
+
+def _manifest(cfg: ExtractConfig):
+    from clipfeat.manifests import Manifest, ManifestError, scan
+
+    if cfg.manifest:
+        if not cfg.root:
+            raise ClipfeatError("--manifest needs --root: manifest paths are relative to the dataset root")
+        if not os.path.isdir(cfg.root):
+            raise ClipfeatError(f"dataset root {cfg.root} does not exist")
+        m = Manifest.load(cfg.manifest)
+        if cfg.dataset and cfg.dataset != m.dataset:
+            raise ClipfeatError(f"{cfg.manifest} is a {m.dataset} manifest but --dataset is {cfg.dataset}")
+        return m
+    if not cfg.dataset or not cfg.root:
+        raise ClipfeatError("pass --dataset and --root (or --manifest and --root)")
+    try:
+        m, warnings = scan(cfg.dataset, cfg.root, splits=list(cfg.splits) if cfg.splits else None)
+    except ManifestError as e:
+        raise ClipfeatError(str(e)) from None
+    for w in warnings:
+        log.warning(w)
+    return m
+
+
+def plan_store(cfg: ExtractConfig, manifest, weights_sha256: str):
+    """The StoreMeta this job produces (identity, layout, shards) and its Preprocessor."""
+    from clipfeat.features.schema import CreatedBy, DatasetInfo, EncoderInfo, Layout, PreprocessInfo, StoreMeta
+
+    if cfg.preprocess not in ("fixed", "aspect"):
+        raise ClipfeatError(f"unknown --preprocess {cfg.preprocess!r}; choose fixed or aspect")
+    aspect = cfg.preprocess == "aspect"
+    if aspect and cfg.spec.image_size:
+        raise ClipfeatError("--image-size applies to --preprocess fixed; aspect mode uses --shorter-side/--max-side")
+    shape = describe_encoder(cfg.spec, probe_hw=(cfg.shorter_side, cfg.max_side) if aspect else None)
+    if aspect and shape.kind != "resnet":
+        raise ClipfeatError(f"--preprocess aspect needs a CLIP ResNet (CLIP-ViL's grids); {cfg.spec.model} is a ViT: use fixed")
+    size = cfg.spec.image_size or shape.image_size
+    pre = Preprocessor(
+        mode=cfg.preprocess, size=size, shorter_side=cfg.shorter_side, max_side=cfg.max_side,
+        interpolation=shape.interpolation, resize_mode=shape.resize_mode,
+    )
+    if aspect:
+        layout = Layout(pooled_dim=shape.pooled_dim, grid_channels=shape.grid_channels,
+                        grid_max_cells=shape.probe_grid[0] * shape.probe_grid[1])
+        info = PreprocessInfo(mode="aspect", shorter_side=cfg.shorter_side, max_side=cfg.max_side,
+                              interpolation=shape.interpolation, mean=shape.mean, std=shape.std)
+    else:
+        layout = Layout(pooled_dim=shape.pooled_dim, grid_channels=shape.grid_channels, grid_hw=shape.probe_grid)
+        info = PreprocessInfo(mode="fixed", size=size, interpolation=shape.interpolation, mean=shape.mean, std=shape.std)
+    import open_clip
+    import torch
+
+    meta = StoreMeta.build(
+        dataset=DatasetInfo(name=manifest.dataset, manifest_sha256=manifest.sha256, num_items=len(manifest), splits=manifest.splits()),
+        encoder=EncoderInfo(
+            model=cfg.spec.model, pretrained=cfg.spec.pretrained,
+            checkpoint=os.path.abspath(cfg.spec.checkpoint) if cfg.spec.checkpoint else None,
+            weights_sha256=weights_sha256, open_clip_version=open_clip.__version__, torch_version=torch.__version__,
+        ),
+        preprocess=info,
+        layout=layout,
+        shard_size=cfg.shard_size,
+        created_by=CreatedBy(command=" ".join(["clipfeat", *sys.argv[1:]]) if "clipfeat" in sys.argv[0] else ""),
+    )
+    return meta, pre
+
+
+def _start_ray(address: str | None):
+    import ray
+
+    if ray.is_initialized():
+        return ray
+    try:
+        if address:
+            ray.init(address=address, log_to_driver=False)
+        else:
+            ray.init(include_dashboard=False, log_to_driver=False)
+    except ConnectionError as e:
+        raise ClipfeatError(f"cannot join the Ray cluster at {address}: {e}") from None
+    return ray
+
+
+def _placement(cfg: ExtractConfig, ray) -> tuple[str, int, int]:
+    """(device, actors, threads per actor) from the cluster's resources."""
+    res = ray.cluster_resources()
+    gpus, cpus = int(res.get("GPU", 0)), max(1, int(res.get("CPU", 1)))
+    device = cfg.device
+    if device == "auto":
+        device = "cuda" if gpus else "cpu"
+    if device == "cuda":
+        if not gpus:
+            raise EncoderError("--device cuda was asked but the Ray cluster has no GPU; use --device cpu")
+        actors = min(gpus, cfg.workers or gpus)
+    elif device == "cpu":
+        actors = cfg.workers or 1
+        if actors > cpus:
+            raise ClipfeatError(f"--workers {actors} exceeds the cluster's {cpus} CPUs")
+    else:
+        raise ClipfeatError(f"unknown --device {device!r}; choose auto, cpu or cuda")
+    threads = cfg.threads or max(1, cpus // actors)
+    return device, actors, threads
+
+
+def run_extract(cfg: ExtractConfig) -> ExtractResult:
+    from clipfeat.features.writer import create_store
+
+    manifest = _manifest(cfg)
+    weights, weights_sha = resolve_weights(cfg.spec)
+    meta, pre = plan_store(cfg, manifest, weights_sha)
+    limit = parse_max_failures(cfg.max_failures, len(manifest))
+    writer = create_store(cfg.out, meta=meta, keys=manifest.keys, codec=cfg.codec, overwrite=cfg.overwrite,
+                          storage_options=cfg.storage_options)
+    try:
+        done = writer.done_shards()
+        todo = [k for k in range(meta.shards.count) if k not in done]
+        if cfg.retry_failed:
+            todo += sorted(k for k in done if writer.shard_status(k).failed)
+        result = ExtractResult(store=cfg.out, items=len(manifest), computed=0, shards_done=0,
+                               shards_skipped=meta.shards.count - len(todo))
+        if todo:
+            _run_shards(cfg, writer, manifest, todo, weights, pre, result)
+        failed = {}
+        for k in range(meta.shards.count):
+            failed.update(writer.shard_status(k).failed)
+        result.failed = failed
+        if len(failed) > limit:
+            listing = "; ".join(f"{manifest.rows[r].path}: {why}" for r, why in sorted(failed.items())[:20])
+            more = f" (and {len(failed) - 20} more)" if len(failed) > 20 else ""
+            raise JobFailedError(
+                f"{len(failed)} images failed, more than --max-failures allows ({limit}): {listing}{more}. "
+                "Fix them and rerun with --retry-failed, or raise --max-failures to accept them; the store is kept, unfinalized"
+            )
+        if writer.meta.status != "complete":
+            writer.finalize()
+        return result
+    finally:
+        writer.close()
+
+
+def _run_shards(cfg: ExtractConfig, writer, manifest, todo: list[int], weights: str, pre: Preprocessor, result: ExtractResult) -> None:
+    from tqdm import tqdm
+
+    ray = _start_ray(cfg.address)
+    from ray.exceptions import RayActorError, RayTaskError
+
+    device, n_actors, threads = _placement(cfg, ray)
+    n_actors = min(n_actors, len(todo))
+    wcfg = WorkerConfig(
+        store=cfg.out, root=os.path.abspath(cfg.root), spec=cfg.spec, preprocess=pre, weights=weights, device=device,
+        threads=threads, batch_size=cfg.batch_size, storage_options=cfg.storage_options,
+        fault_kill_at_shard=cfg.fault_kill_at_shard, fault_marker=cfg.fault_marker,
+    )
+    actor_cls = ray.remote(ShardWorker).options(
+        num_cpus=threads, num_gpus=1 if device == "cuda" else 0,
+        max_restarts=cfg.retries, max_task_retries=0,  # we resubmit ourselves, counting attempts
+    )
+    actors = [actor_cls.remote(wcfg) for _ in range(n_actors)]
+    rows_of = {k: [(r, manifest.rows[r].key, manifest.rows[r].path) for r in writer.shard_rows(k)] for k in todo}
+    queue = list(todo)
+    attempts = {k: 0 for k in todo}
+    inflight: dict = {}  # ObjectRef -> (actor index, shard)
+    alive = set(range(n_actors))
+    deaths = [0] * n_actors
+    total = sum(len(rows_of[k]) for k in todo)
+    bar = tqdm(total=total, unit="img", desc=f"extract {n_actors}x{device}", disable=not cfg.progress, dynamic_ncols=True, smoothing=0.1)
+    failures = 0
+    t0 = time.perf_counter()
+
+    def submit(a: int) -> None:
+        k = queue.pop(0)
+        inflight[actors[a].run.remote(k, rows_of[k])] = (a, k)
+
+    try:
+        for a in list(alive):
+            for _ in range(2):  # two queued shards per actor: no idle gap between shards
+                if queue:
+                    submit(a)
+        while inflight:
+            ready, _ = ray.wait(list(inflight), num_returns=1, timeout=1.0)
+            for ref in ready:
+                a, k = inflight.pop(ref)
+                try:
+                    rep: ShardReport = ray.get(ref)
+                except RayActorError as e:  # the process died (SIGKILL, OOM, node lost)
+                    attempts[k] += 1
+                    deaths[a] += 1
+                    result.worker_restarts += 1
+                    bar.write(f"worker {a} died during shard {k} ({type(e).__name__}); recomputing the shard")
+                    if attempts[k] > cfg.retries:
+                        raise JobFailedError(f"shard {k} failed {attempts[k]} times (its worker died each time); see the Ray logs") from None
+                    queue.insert(0, k)
+                    if deaths[a] > cfg.retries:  # Ray stops restarting it after max_restarts
+                        alive.discard(a)
+                    if not alive:
+                        raise JobFailedError("every worker died more than --retries times; see the Ray logs") from None
+                except RayTaskError as e:
+                    attempts[k] += 1
+                    cause = str(e.cause if hasattr(e, "cause") else e).splitlines()[-1]
+                    if attempts[k] > cfg.retries:
+                        raise JobFailedError(f"shard {k} failed {attempts[k]} times: {cause}") from None
+                    bar.write(f"shard {k} raised {cause}; retrying")
+                    queue.insert(0, k)
+                else:
+                    result.shards_done += 1
+                    result.computed += rep.items
+                    failures += len(rep.failed)
+                    for stage, s in rep.timings.items():
+                        result.timings[stage] = result.timings.get(stage, 0.0) + s
+                    log.info("shard %d: %d items, %d failed on %s; %s", k, rep.items, len(rep.failed), rep.worker,
+                             " ".join(f"{s}={v:.2f}s" for s, v in rep.timings.items()))
+                    bar.update(rep.items)
+                    bar.set_postfix(failed=failures, shards=f"{result.shards_done}/{len(todo)}", refresh=False)
+                if a in alive and queue:
+                    submit(a)
+            # Shards left queued while their actor was declared dead go to the survivors.
+            while queue and len(inflight) < 2 * len(alive):
+                idle = min(alive, key=lambda i: sum(1 for x, _ in inflight.values() if x == i))
+                submit(idle)
+    finally:
+        result.seconds = time.perf_counter() - t0
+        bar.close()
+        for actor in actors:
+            ray.kill(actor, no_restart=True)
+
+
+def summarize(result: ExtractResult) -> str:
+    """A one-paragraph human summary of the run (the CLI prints it)."""
+    stages = ", ".join(f"{s} {v:.1f}s" for s, v in result.timings.items() if s != "total")
+    parts = [
+        f"{result.store}: {result.items} items; computed {result.computed} in {result.shards_done} shards "
+        f"({result.shards_skipped} already done) at {result.images_per_s:.1f} images/s",
+    ]
+    if stages:
+        parts.append(f"stage totals: {stages}")
+    if result.failed:
+        parts.append(f"{len(result.failed)} failed rows recorded (clipfeat info shows them)")
+    if result.worker_restarts:
+        parts.append(f"{result.worker_restarts} worker deaths recovered")
+    return "\n".join(parts)
+

@@ -1,0 +1,178 @@
+"""The work of one extraction worker, with no distribution in it: shard in, shard written.
+
+    worker = ShardWorker(config)          # loads the model once
+    report = worker.run(k, rows)          # rows: [(global row, key, relative path), ...]
+
+Within a shard, a thread pool reads, decodes and resizes images ahead of the model (a window
+of two batches), so CPU decoding overlaps the forward pass; the main thread batches the
+ready images, runs the encoder, and fills the shard's arrays, which are written whole.
+In `aspect` mode images are batched by identical input size (padding would change the
+convolutions' outputs at the borders), so a batch never mixes sizes.
+The job module (`job.py`) wraps this class in a Ray actor; tests and benchmarks call it
+directly.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .encoder import EncoderSpec, load_encoder
+from .images import ImageError, Preprocessor, load_image
+
+__all__ = ["WorkerConfig", "ShardReport", "ShardWorker"]
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    store: str  # store URL (created by the driver)
+    root: str  # dataset root the manifest's paths are relative to
+    spec: EncoderSpec
+    preprocess: Preprocessor
+    weights: str | None = None  # weights file resolved by the driver; None: resolve from spec here
+    device: str = "cpu"
+    threads: int = 1  # torch intra-op threads and decode threads
+    batch_size: int = 64
+    storage_options: dict | None = None
+    fault_kill_at_shard: int | None = None  # testing: SIGKILL this process once, mid-shard
+    fault_marker: str | None = None  # file that makes the fault fire only once
+
+
+@dataclass
+class ShardReport:
+    shard: int
+    items: int
+    failed: dict[int, str] = field(default_factory=dict)  # global row -> reason
+    timings: dict[str, float] = field(default_factory=dict)  # stage -> seconds
+    worker: str = ""  # host:pid
+
+
+@dataclass
+class _Item:
+    row: int
+    pixels: np.ndarray | None = None  # uint8 [H, W, 3]
+    error: str | None = None
+    read_s: float = 0.0
+    decode_s: float = 0.0  # decode + resize, thread seconds
+
+
+class ShardWorker:
+    def __init__(self, config: WorkerConfig) -> None:
+        import torch
+
+        from clipfeat.features.writer import open_writer
+
+        self.cfg = config
+        if config.device == "cpu":
+            torch.set_num_threads(config.threads)
+        self.encoder = load_encoder(config.spec, device=config.device, weights=config.weights)
+        self.writer = open_writer(config.store, lock=False, storage_options=config.storage_options)
+        self.layout = self.writer.meta.layout
+        self.pool = ThreadPoolExecutor(max_workers=config.threads, thread_name_prefix="decode")
+        self.name = f"{socket.gethostname()}:{os.getpid()}"
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    # -- per item (decode threads) -----------------------------------------------------------
+    def _prepare(self, row: int, rel: str) -> _Item:
+        from clipfeat.manifests import ManifestError, safe_path
+
+        item = _Item(row)
+        try:
+            path = safe_path(self.cfg.root, rel)
+            img, item.read_s, decode_s = load_image(path)
+            t0 = time.perf_counter()
+            item.pixels = self.cfg.preprocess(img)
+            item.decode_s = decode_s + time.perf_counter() - t0
+        except (ImageError, ManifestError) as e:
+            item.error = str(e)
+        return item
+
+    # -- per shard ---------------------------------------------------------------------------
+    def run(self, k: int, rows: list[tuple[int, str, str]]) -> ShardReport:
+        """Extract shard `k` (its rows with their manifest paths) and write it whole."""
+        t_start = time.perf_counter()
+        lay, bs = self.layout, self.cfg.batch_size
+        start = rows[0][0]
+        n = len(rows)
+        pooled = np.zeros((n, lay.pooled_dim), np.float16)
+        grid = np.zeros((n, lay.grid_cells, lay.grid_channels), np.float16) if lay.has_grid else None
+        grid_hw = np.zeros((n, 2), np.int32) if lay.variable_grid else None
+        report = ShardReport(shard=k, items=n, worker=self.name)
+        t = {"read": 0.0, "decode": 0.0, "forward": 0.0, "wait": 0.0}
+
+        def forward(batch: list[_Item]) -> None:
+            t0 = time.perf_counter()
+            x = self.encoder.normalize(np.stack([it.pixels for it in batch]))
+            p, g = self.encoder.encode(x)  # [B, D], [B, h*w, C]
+            h, w = self.encoder.last_hw
+            idx = np.array([it.row - start for it in batch])
+            pooled[idx] = p.cpu().numpy()
+            if grid is not None:
+                if grid_hw is not None:
+                    grid[idx, : h * w] = g.cpu().numpy()  # padded: cells past h*w stay zero
+                    grid_hw[idx] = (h, w)
+                else:
+                    grid[idx] = g.cpu().numpy()
+            t["forward"] += time.perf_counter() - t0
+            self._maybe_fault(k)
+
+        # Decode runs `window` items ahead of the model; results are consumed in row order.
+        window = 2 * bs
+        pending: deque = deque()
+        todo = ((row, rel) for row, _, rel in rows)
+        buckets: dict[tuple[int, int], list[_Item]] = {}
+        for row, rel in _take(todo, window):
+            pending.append(self.pool.submit(self._prepare, row, rel))
+        while pending:
+            t0 = time.perf_counter()
+            item = pending.popleft().result()
+            t["wait"] += time.perf_counter() - t0
+            for row, rel in _take(todo, 1):
+                pending.append(self.pool.submit(self._prepare, row, rel))
+            t["read"] += item.read_s
+            t["decode"] += item.decode_s
+            if item.error is not None:
+                report.failed[item.row] = item.error
+                continue
+            bucket = buckets.setdefault(item.pixels.shape[:2], [])
+            bucket.append(item)
+            if len(bucket) == bs:
+                forward(bucket)
+                del buckets[item.pixels.shape[:2]]
+        for bucket in buckets.values():
+            forward(bucket)
+
+        status = self.writer.write_shard(
+            k, pooled=pooled, grid=grid, grid_hw=grid_hw, keys=[key for _, key, _ in rows], failed=report.failed, timings=t,
+        )
+        report.timings = dict(status.timings, total=time.perf_counter() - t_start)
+        return report
+
+    def _maybe_fault(self, k: int) -> None:
+        """Testing hook: die like an OOM-killed or preempted worker, once, inside shard k."""
+        cfg = self.cfg
+        if cfg.fault_kill_at_shard != k or not cfg.fault_marker:
+            return
+        try:
+            fd = os.open(cfg.fault_marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return
+        os.close(fd)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _take(it, n: int):
+    for _ in range(n):
+        nxt = next(it, None)
+        if nxt is None:
+            return
+        yield nxt
