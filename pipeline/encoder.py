@@ -17,8 +17,10 @@ the file's stem (open_clip's own registry), which is how the tests run tiny rand
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import hashlib
+import logging
 import os
 from dataclasses import dataclass
 from typing import Literal
@@ -183,7 +185,7 @@ def describe_encoder(spec: EncoderSpec, *, probe_hw: tuple[int, int] | None = No
     cfg = open_clip.get_model_config(spec.model)
     native = cfg["vision_cfg"].get("image_size", 224)
     native = native[0] if isinstance(native, (list, tuple)) else native
-    with torch.device("meta"):
+    with torch.device("meta"), _quiet_open_clip():  # no weights on purpose: silence its warning
         model = open_clip.create_model(spec.model, force_image_size=_forced_size(spec), device="meta")
         kind = _kind(model)
         enc = Encoder(model, kind=kind, device="meta", mean=(0.0,) * 3, std=(1.0,) * 3)
@@ -198,6 +200,17 @@ def describe_encoder(spec: EncoderSpec, *, probe_hw: tuple[int, int] | None = No
         mean=tuple(pre["mean"]), std=tuple(pre["std"]), interpolation=pre["interpolation"], resize_mode=pre["resize_mode"],
         probe_grid=enc.last_hw,
     )
+
+
+@contextlib.contextmanager
+def _quiet_open_clip():
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
 
 
 class Encoder:

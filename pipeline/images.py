@@ -141,4 +141,4 @@ class Preprocessor:
             out_h, out_w = self.output_size(*img.size)
             if (out_w, out_h) != img.size:
                 img = img.resize((out_w, out_h), getattr(Image.Resampling, self.interpolation.upper()))
-        return np.asarray(img, dtype=np.uint8)
+        return np.array(img, dtype=np.uint8)  # writable copy (torch refuses read-only arrays)

@@ -113,7 +113,7 @@ def test_non_store_output_is_refused(tmp_path):
         build_store(tmp_path / "x.zarr")
 
 
-def test_lock_blocks_a_second_writer_and_reports_stale_locks(tmp_path):
+def test_lock_blocks_a_second_writer_and_takes_over_stale_locks(tmp_path):
     url = str(tmp_path / "s.zarr")
     w, vals = build_store(url, finalize=False, shards=[0])
     with pytest.raises(StoreLockedError, match="being written by pid"):
@@ -124,11 +124,14 @@ def test_lock_blocks_a_second_writer_and_reports_stale_locks(tmp_path):
     import socket
 
     lock.write_text(json.dumps({"host": socket.gethostname(), "pid": 2**22 + 12345, "since": "x"}))
-    with pytest.raises(StoreLockedError, match=r"stale write lock .* delete .*clipfeat.lock"):
-        open_writer(url)
-    lock.unlink()
-    open_writer(url).close()  # and the lock is released on close
+    w = open_writer(url)  # a killed job's lock: taken over, so rerunning the job resumes
+    assert json.loads(lock.read_text())["pid"] == os.getpid()
+    w.close()  # and the lock is released on close
     assert not lock.exists()
+    # a lock from another host cannot be checked: refused, saying which file to delete
+    lock.write_text(json.dumps({"host": "elsewhere", "pid": 1, "since": "x"}))
+    with pytest.raises(StoreLockedError, match=r"being written by pid 1 on elsewhere.*delete .*clipfeat.lock"):
+        open_writer(url)
 
 
 def test_finalize_refuses_pending_shards(tmp_path):

@@ -1,0 +1,211 @@
+"""The extraction job end to end on Ray: synthetic COCO/VG layouts, the real COCO sample,
+resume, faults (worker SIGKILL, driver SIGKILL, broken files) and user errors."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from clipfeat.features import ClipfeatError, open_store
+from clipfeat.features.verify import verify_store as _verify
+from clipfeat.manifests import scan
+from clipfeat.pipeline.job import ExtractConfig, JobFailedError, run_extract
+
+pytestmark = pytest.mark.slow
+
+
+def _cfg(spec, root, out, **kw) -> ExtractConfig:
+    base = dict(out=str(out), spec=spec, dataset="coco", root=root, shard_size=8, batch_size=4, device="cpu",
+                workers=2, threads=1, progress=False)
+    return ExtractConfig(**{**base, **kw})
+
+
+def _reference(spec, root, manifest, preprocess):
+    """Single-process computation of every row, one image at a time: (pooled, grid, hw) lists."""
+    from clipfeat.pipeline.encoder import load_encoder
+    from clipfeat.pipeline.images import load_image
+
+    enc = load_encoder(spec)
+    out = []
+    for i in range(len(manifest)):
+        img, _, _ = load_image(manifest.resolve(root, i))
+        pooled, grid = enc.encode(enc.normalize(preprocess(img)[None]))
+        out.append((pooled[0].numpy(), grid[0].numpy(), enc.last_hw))
+    return out
+
+
+def _assert_matches_reference(store, ref):
+    for i, (pooled, grid, hw) in enumerate(ref):
+        np.testing.assert_allclose(store.pooled(i).astype(np.float32), pooled, rtol=2e-3, atol=2e-3)
+        np.testing.assert_allclose(store.grid(i).astype(np.float32), grid, rtol=2e-3, atol=2e-3 * max(1.0, np.abs(grid).max()))
+        if store.meta.layout.variable_grid:
+            assert tuple(store.grid_hw(i)) == hw
+
+
+def _verify_ok(url: str) -> bool:
+    return _verify(url, progress=False).ok
+
+
+def _arrays(path):
+    s = open_store(str(path))
+    return {name: s.group[name][:] for name in ("keys", *s.meta.layout.arrays())}
+
+
+def _assert_same_store(a, b):
+    x, y = _arrays(a), _arrays(b)
+    assert x.keys() == y.keys()
+    for name in x:
+        assert np.array_equal(x[name], y[name]), name
+
+
+def test_coco_end_to_end(ray_local, tiny_models, synthetic_coco, tmp_path):
+    spec = tiny_models["tinyrn"]
+    res = run_extract(_cfg(spec, synthetic_coco, tmp_path / "c.zarr"))
+    manifest, _ = scan("coco", synthetic_coco)
+    assert (res.items, res.computed, res.shards_done, res.failed) == (36, 36, 5, {})
+    assert {"read", "decode", "forward", "write"} <= set(res.timings)
+    assert _verify_ok(str(tmp_path / "c.zarr"))
+    store = open_store(str(tmp_path / "c.zarr"))
+    assert store.meta.status == "complete" and store.keys == manifest.keys
+    assert store.meta.encoder.weights_sha256 and store.meta.layout.grid_hw == (2, 2)
+    from clipfeat.pipeline.images import Preprocessor
+
+    _assert_matches_reference(store, _reference(spec, synthetic_coco, manifest, Preprocessor(mode="fixed", size=64)))
+    # same command again: nothing to do, store untouched
+    again = run_extract(_cfg(spec, synthetic_coco, tmp_path / "c.zarr"))
+    assert (again.computed, again.shards_skipped) == (0, 5)
+
+
+def test_vg_aspect_mode_variable_grids(ray_local, tiny_models, synthetic_vg, tmp_path):
+    from clipfeat.pipeline.images import Preprocessor
+
+    spec = tiny_models["tinyrn"]
+    cfg = _cfg(spec, synthetic_vg, tmp_path / "vg.zarr", dataset="vg", preprocess="aspect", shorter_side=96, max_side=160)
+    run_extract(cfg)
+    store = open_store(str(tmp_path / "vg.zarr"))
+    manifest, _ = scan("vg", synthetic_vg)
+    assert store.keys == manifest.keys and store.meta.layout.variable_grid
+    assert store.meta.layout.grid_max_cells == 3 * 5
+    hws = {tuple(store.grid_hw(i)) for i in range(len(store))}
+    assert len(hws) > 1  # landscape and portrait images give different grids
+    _assert_matches_reference(store, _reference(spec, synthetic_vg, manifest, Preprocessor(mode="aspect", shorter_side=96, max_side=160)))
+    assert _verify_ok(str(tmp_path / "vg.zarr"))
+
+
+def test_vit_fixed(ray_local, tiny_models, synthetic_coco, tmp_path):
+    run_extract(_cfg(tiny_models["tinyvit"], synthetic_coco, tmp_path / "v.zarr", splits=("val2014",), workers=1, threads=2))
+    store = open_store(str(tmp_path / "v.zarr"))
+    assert len(store) == 12 and store.grid(0).shape == (16, 48)
+
+
+def test_real_coco_sample(ray_local, tiny_models, shared_data, tmp_path):
+    """The 12 real val2014 JPEGs (greyscale and odd sizes included) through the whole job."""
+    from clipfeat.pipeline.images import Preprocessor
+
+    src = shared_data / "coco-val2014-sample"
+    root = tmp_path / "coco"
+    (root / "val2014").mkdir(parents=True)
+    for f in src.iterdir():
+        shutil.copy(f, root / "val2014" / f.name)
+    spec = tiny_models["tinyrn"]
+    res = run_extract(_cfg(spec, str(root), tmp_path / "real.zarr", shard_size=5))
+    assert res.failed == {} and res.computed == 12
+    store = open_store(str(tmp_path / "real.zarr"))
+    manifest, _ = scan("coco", str(root))
+    assert store.keys == manifest.keys and "885" in store.keys
+    _assert_matches_reference(store, _reference(spec, str(root), manifest, Preprocessor(mode="fixed", size=64)))
+
+
+def test_worker_sigkill_mid_job(ray_local, tiny_models, synthetic_coco, tmp_path):
+    spec = tiny_models["tinyrn"]
+    clean = tmp_path / "clean.zarr"
+    run_extract(_cfg(spec, synthetic_coco, clean))
+    marker = tmp_path / "killed-once"
+    res = run_extract(_cfg(spec, synthetic_coco, tmp_path / "f.zarr", fault_kill_at_shard=2, fault_marker=str(marker)))
+    assert marker.exists() and res.worker_restarts >= 1
+    assert _verify_ok(str(tmp_path / "f.zarr"))
+    _assert_same_store(clean, tmp_path / "f.zarr")
+
+
+def test_driver_sigkill_then_resume(ray_local, tiny_models, tmp_path):
+    from clipfeat.manifests.synthetic import make_coco
+
+    root = str(tmp_path / "coco")
+    make_coco(root, splits={"val2014": 160}, sizes=((800, 600),))  # big enough to be killed mid-way
+    spec = tiny_models["tinyrn"]
+    clean, out = tmp_path / "clean.zarr", tmp_path / "d.zarr"
+    run_extract(_cfg(spec, root, clean, shard_size=8))
+    cmd = [
+        sys.executable, "-m", "clipfeat.pipeline.cli", "extract", "--dataset", "coco", "--root", root,
+        "--model", spec.model, "--model-config", spec.model_config, "--checkpoint", spec.checkpoint,
+        "--out", str(out), "--shard-size", "8", "--batch-size", "4", "--device", "cpu", "--workers", "1",
+        "--threads", "1", "--no-progress",
+    ]
+    env = dict(os.environ, RAY_AUTH_MODE="disabled")
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        done_before: dict[int, str] = {}
+        while time.time() < deadline and proc.poll() is None:
+            if (out / "zarr.json").exists():
+                try:
+                    s = open_store(str(out), allow_partial=True)
+                    done_before = {k: s.shard_status()[k].written_at for k in s.done_shards()}
+                except (ClipfeatError, OSError, ValueError, KeyError):  # the store is being created; try again
+                    done_before = {}
+                if len(done_before) >= 3:
+                    break
+            time.sleep(0.05)
+        assert proc.poll() is None, f"job ended before it could be killed: {proc.stderr.read().decode()[-2000:]}"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    time.sleep(1.0)  # let Ray notice its driver is gone and stop that job's actors
+    s = open_store(str(out), allow_partial=True)
+    done_before = {k: s.shard_status()[k].written_at for k in s.done_shards()}
+    assert 3 <= len(done_before) < s.meta.shards.count
+    res = run_extract(_cfg(spec, root, out, shard_size=8))  # the same job, resumed (stale lock taken over)
+    assert res.shards_skipped >= len(done_before)
+    assert res.computed == len(s) - 8 * res.shards_skipped  # 160 items in 20 shards of 8
+    s = open_store(str(out))
+    assert all(s.shard_status()[k].written_at == w for k, w in done_before.items())  # not recomputed
+    _assert_same_store(clean, out)
+
+
+def test_broken_files_are_recorded(ray_local, tiny_models, synthetic_coco, tmp_path):
+    root = tmp_path / "coco"
+    shutil.copytree(synthetic_coco, root)
+    val = root / "val2014"
+    names = sorted(os.listdir(val))
+    (val / names[0]).write_bytes(b"")  # zero bytes
+    data = (val / names[1]).read_bytes()
+    (val / names[1]).write_bytes(data[: len(data) // 3])  # truncated
+    (val / names[2]).write_text("<html>404 not found</html>")  # not an image
+    from PIL import Image
+
+    Image.new("1", (9000, 9000)).save(val / names[3], format="PNG")  # decompression bomb
+    manifest, _ = scan("coco", str(root))
+    manifest.save(tmp_path / "m.jsonl")
+    os.remove(val / names[4])  # listed in the manifest, gone from disk
+    broken = {manifest.keys.index(str(int(n.split("_")[-1].split(".")[0]))) for n in names[:5]}
+    cfg = _cfg(tiny_models["tinyrn"], str(root), tmp_path / "b.zarr", dataset=None, manifest=str(tmp_path / "m.jsonl"))
+    with pytest.raises(JobFailedError, match="5 images failed"):
+        run_extract(cfg)
+    assert open_store(str(tmp_path / "b.zarr"), allow_partial=True).meta.status == "writing"
+    res = run_extract(dataclasses.replace(cfg, max_failures="5"))  # accept them: nothing recomputed, finalized
+    assert res.computed == 0 and set(res.failed) == broken
+    store = open_store(str(tmp_path / "b.zarr"))
+    assert set(store.failed_rows()) == broken and _verify_ok(str(tmp_path / "b.zarr"))
+    reasons = " | ".join(store.failed_rows().values())
+    for word in ("0 bytes", "not an image", "decompression-bomb", "file not found"):
+        assert word in reasons
