@@ -77,7 +77,8 @@ class ExtractResult:
     shards_skipped: int  # already done before this run
     failed: dict[int, str] = field(default_factory=dict)  # global row -> reason (whole store)
     timings: dict[str, float] = field(default_factory=dict)  # stage -> seconds, summed over shards
-    seconds: float = 0.0  # wall time of the compute phase
+    seconds: float = 0.0  # wall time of the compute phase (workers loaded -> last shard written)
+    startup_s: float = 0.0  # starting workers and loading the model (Ray start excluded)
     worker_restarts: int = 0
 
     @property
@@ -258,6 +259,7 @@ def _run_shards(cfg: ExtractConfig, writer, manifest, todo: list[int], weights: 
     actor_cls = ray.remote(ShardWorker).options(
         num_cpus=threads, num_gpus=1 if device == "cuda" else 0,
         max_restarts=cfg.retries, max_task_retries=0,  # we resubmit ourselves, counting attempts
+        max_concurrency=2,  # the queued shard decodes while the running one finishes (see worker.py)
     )
     actors = [actor_cls.remote(wcfg) for _ in range(n_actors)]
     rows_of = {k: [(r, manifest.rows[r].key, manifest.rows[r].path) for r in writer.shard_rows(k)] for k in todo}
@@ -269,7 +271,10 @@ def _run_shards(cfg: ExtractConfig, writer, manifest, todo: list[int], weights: 
     total = sum(len(rows_of[k]) for k in todo)
     bar = tqdm(total=total, unit="img", desc=f"extract {n_actors}x{device}", disable=not cfg.progress, dynamic_ncols=True, smoothing=0.1)
     failures = 0
+    t_start = time.perf_counter()
+    ray.get([a.pid.remote() for a in actors])  # every worker has its model loaded
     t0 = time.perf_counter()
+    result.startup_s = t0 - t_start
 
     def submit(a: int) -> None:
         k = queue.pop(0)
@@ -277,7 +282,7 @@ def _run_shards(cfg: ExtractConfig, writer, manifest, todo: list[int], weights: 
 
     try:
         for a in list(alive):
-            for _ in range(2):  # two queued shards per actor: no idle gap between shards
+            for _ in range(2):  # two shards per actor: no idle gap between shards
                 if queue:
                     submit(a)
         while inflight:
@@ -333,7 +338,8 @@ def summarize(result: ExtractResult) -> str:
     stages = ", ".join(f"{s} {v:.1f}s" for s, v in result.timings.items() if s != "total")
     parts = [
         f"{result.store}: {result.items} items; computed {result.computed} in {result.shards_done} shards "
-        f"({result.shards_skipped} already done) at {result.images_per_s:.1f} images/s",
+        f"({result.shards_skipped} already done) at {result.images_per_s:.1f} images/s "
+        f"(+{result.startup_s:.1f}s starting workers)",
     ]
     if stages:
         parts.append(f"stage totals: {stages}")

@@ -4,8 +4,10 @@
     report = worker.run(k, rows)          # rows: [(global row, key, relative path), ...]
 
 Within a shard, a thread pool reads, decodes and resizes images ahead of the model (a window
-of two batches), so CPU decoding overlaps the forward pass; the main thread batches the
+of two batches), so CPU decoding overlaps the forward pass; the calling thread batches the
 ready images, runs the encoder, and fills the shard's arrays, which are written whole.
+`run` may be called from two threads at once (the Ray actor is threaded) so the next shard
+decodes while this one runs its last batches and writes; a lock keeps one forward at a time.
 In `aspect` mode images are batched by identical input size (padding would change the
 convolutions' outputs at the borders), so a batch never mixes sizes.
 The job module (`job.py`) wraps this class in a Ray actor; tests and benchmarks call it
@@ -17,6 +19,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import threading
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -77,6 +80,16 @@ class ShardWorker:
         self.layout = self.writer.meta.layout
         self.pool = ThreadPoolExecutor(max_workers=config.threads, thread_name_prefix="decode")
         self.name = f"{socket.gethostname()}:{os.getpid()}"
+        self._forward_lock = threading.Lock()
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        """One forward on a blank batch: the first call pays for allocator growth, oneDNN
+        primitive creation and cuDNN autotuning, which must not land on the first shard."""
+        pre = self.cfg.preprocess
+        h, w = (pre.size, pre.size) if pre.mode == "fixed" else pre.output_size(4, 3)
+        blank = np.zeros((min(self.cfg.batch_size, 64), h, w, 3), np.uint8)
+        self.encoder.encode(self.encoder.normalize(blank))
 
     def pid(self) -> int:
         return os.getpid()
@@ -110,19 +123,21 @@ class ShardWorker:
         t = {"read": 0.0, "decode": 0.0, "forward": 0.0, "wait": 0.0}
 
         def forward(batch: list[_Item]) -> None:
-            t0 = time.perf_counter()
-            x = self.encoder.normalize(np.stack([it.pixels for it in batch]))
-            p, g = self.encoder.encode(x)  # [B, D], [B, h*w, C]
-            h, w = self.encoder.last_hw
+            pixels = np.stack([it.pixels for it in batch])  # uint8 [B, H, W, 3]
             idx = np.array([it.row - start for it in batch])
-            pooled[idx] = p.cpu().numpy()
+            with self._forward_lock:
+                t0 = time.perf_counter()
+                p, g = self.encoder.encode(self.encoder.normalize(pixels))  # [B, D], [B, h*w, C]
+                h, w = self.encoder.last_hw
+                p, g = p.cpu().numpy(), g.cpu().numpy()
+                t["forward"] += time.perf_counter() - t0
+            pooled[idx] = p
             if grid is not None:
                 if grid_hw is not None:
-                    grid[idx, : h * w] = g.cpu().numpy()  # padded: cells past h*w stay zero
+                    grid[idx, : h * w] = g  # padded: cells past h*w stay zero
                     grid_hw[idx] = (h, w)
                 else:
-                    grid[idx] = g.cpu().numpy()
-            t["forward"] += time.perf_counter() - t0
+                    grid[idx] = g
             self._maybe_fault(k)
 
         # Decode runs `window` items ahead of the model; results are consumed in row order.
