@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 UV := $(VENV)/bin/uv
 TORCH_PIN := torch==2.13.0 torchvision==0.28.0
 
-.PHONY: test venv bench-store clean
+.PHONY: test demo venv bench-store bench-extract clean
 
 venv: $(VENV)/.installed
 
@@ -21,8 +21,16 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 test: venv
 	$(PY) -m pytest -q
 
+# The extraction job on built-in synthetic COCO data (random RN50 weights offline;
+# `make demo PRETRAINED=openai` with internet for real ones).
+demo: venv
+	$(PY) -m clipfeat.pipeline.demo --dir demo
+
+bench-extract: venv
+	$(PY) benchmarks/extract.py
+
 bench-store: venv
 	$(PY) benchmarks/store_read.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info demo

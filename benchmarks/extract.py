@@ -82,6 +82,71 @@ def end_to_end(spec, root: str, out_dir: str, *, device: str, workers: int, thre
     return res
 
 
+def end_to_end_inprocess(spec, root: str, out_dir: str, manifest, pre, *, device: str, threads: int, batch_size: int, shard_size: int):
+    """The same worker without Ray (two shards in flight from two threads, as the threaded
+    actor runs them): for machines where Ray is not installed. Returns images/s."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from clipfeat.features.writer import create_store
+    from clipfeat.pipeline.job import ExtractConfig, plan_store
+    from clipfeat.pipeline.worker import ShardWorker, WorkerConfig
+
+    out = os.path.join(out_dir, f"run-{time.monotonic_ns()}.zarr")
+    meta, _ = plan_store(ExtractConfig(out=out, spec=spec, shard_size=shard_size), manifest, "bench")
+    writer = create_store(out, meta=meta, keys=manifest.keys)
+    worker = ShardWorker(WorkerConfig(store=out, root=root, spec=spec, preprocess=pre, device=device, threads=threads, batch_size=batch_size))
+    rows = {k: [(r, manifest.rows[r].key, manifest.rows[r].path) for r in writer.shard_rows(k)] for k in range(meta.shards.count)}
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(2) as ex:
+        reports = list(ex.map(lambda k: worker.run(k, rows[k]), rows))
+    rate = len(manifest) / (time.perf_counter() - t0)
+    writer.close()
+    shutil.rmtree(out, ignore_errors=True)
+    stages: dict[str, float] = {}
+    for rep in reports:
+        for name, sec in rep.timings.items():
+            stages[name] = stages.get(name, 0.0) + sec
+    print("  stage seconds (summed over shards): " + ", ".join(f"{k} {v:.2f}" for k, v in stages.items()), flush=True)
+    return rate
+
+
+def decode_comparison(folder: str, n: int, threads: int, batch: int = 64) -> dict:
+    """JPEG decode + resize to 288x288 (uint8): PIL on `threads` CPU threads vs torchvision's
+    batched nvjpeg decode on the GPU. Files are read into memory first; images/s each."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import torch
+    import torchvision
+    from torchvision.transforms.v2 import functional as TF
+
+    from clipfeat.pipeline.images import Preprocessor, decode_image
+
+    names = sorted(f for f in os.listdir(folder) if f.lower().endswith((".jpg", ".jpeg")))
+    blobs = [open(os.path.join(folder, names[i % len(names)]), "rb").read() for i in range(n)]
+    pre = Preprocessor(mode="fixed", size=288)
+    out = {}
+    with ThreadPoolExecutor(threads) as ex:
+        list(ex.map(lambda b: pre(decode_image(b)), blobs[:threads]))
+        t0 = time.perf_counter()
+        list(ex.map(lambda b: pre(decode_image(b)), blobs))
+        out["cpu_decode_images_s"] = n / (time.perf_counter() - t0)
+    if torch.cuda.is_available():
+        datas = [torch.frombuffer(bytearray(b), dtype=torch.uint8) for b in blobs]
+
+        def gpu(chunk):
+            imgs = torchvision.io.decode_jpeg(chunk, device="cuda", mode=torchvision.io.ImageReadMode.RGB)
+            return [TF.center_crop(TF.resize(im, 288, interpolation=TF.InterpolationMode.BICUBIC, antialias=True), 288) for im in imgs]
+
+        gpu(datas[:batch])
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for s in range(0, n, batch):
+            gpu(datas[s : s + batch])
+        torch.cuda.synchronize()
+        out["cuda_decode_images_s"] = n / (time.perf_counter() - t0)
+    return out
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="32 images, one repeat (< 1 min on 2 CPUs)")
@@ -95,11 +160,11 @@ def main(argv=None) -> dict:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--threads", type=int, default=os.cpu_count(), help="threads of the single worker in the overhead runs")
     ap.add_argument("--skip-scaling", action="store_true", help="skip the 2-vs-1 CPU worker runs")
+    ap.add_argument("--no-ray", action="store_true", help="end to end through the worker in-process (machines without Ray)")
+    ap.add_argument("--decode-images", help="folder of JPEGs for the CPU vs CUDA decode comparison (e.g. real COCO files)")
     args = ap.parse_args(argv)
     n = args.images or (32 if args.quick else 256)
     repeats = args.repeats or (1 if args.quick else 3)
-
-    import ray
 
     from clipfeat.manifests import scan
     from clipfeat.pipeline.encoder import EncoderSpec
@@ -116,31 +181,47 @@ def main(argv=None) -> dict:
         spec = EncoderSpec(model=args.model, pretrained=args.pretrained, checkpoint=ckpt)
         manifest, _ = scan("coco", root)
         _, pre = plan_store(ExtractConfig(out="-", spec=spec), manifest, "")
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, configure_logging=False)
+        if not args.no_ray:
+            import ray
+
+            os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, configure_logging=False)
 
         bare, e2e, e2e_start = [], [], []
+        shard_size = max(args.batch_size, n // 4)
         for _ in range(repeats):  # interleaved: bare, pipeline, bare, pipeline, ...
             bare += bare_encoder(spec, root, manifest, pre, device=args.device, threads=args.threads,
                                  batch_size=args.batch_size, repeats=1)
+            if args.no_ray:
+                e2e.append(end_to_end_inprocess(spec, root, tmp, manifest, pre, device=args.device, threads=args.threads,
+                                                batch_size=args.batch_size, shard_size=shard_size))
+                continue
             r = end_to_end(spec, root, tmp, device=args.device, workers=1, threads=args.threads,
-                           batch_size=args.batch_size, shard_size=max(args.batch_size, n // 4))
+                           batch_size=args.batch_size, shard_size=shard_size)
             e2e.append(r.images_per_s)
             e2e_start.append(r.computed / (r.seconds + r.startup_s))
         rows = [
             ("bare encoder (decoded in memory)", statistics.median(bare)),
-            ("end to end, steady state", statistics.median(e2e)),
-            ("end to end, incl. worker start-up", statistics.median(e2e_start)),
+            ("end to end, steady state" + (" (worker in-process, no Ray)" if args.no_ray else ""), statistics.median(e2e)),
         ]
+        if e2e_start:
+            rows.append(("end to end, incl. worker start-up", statistics.median(e2e_start)))
         result = {
             "model": args.model, "device": args.device, "images": n, "batch_size": args.batch_size,
             "threads": args.threads, "repeats": repeats,
             "bare_images_s": round(statistics.median(bare), 2),
             "images_s": round(statistics.median(e2e), 2),
-            "images_s_incl_startup": round(statistics.median(e2e_start), 2),
+            "images_s_incl_startup": round(statistics.median(e2e_start), 2) if e2e_start else None,
+            "ray": not args.no_ray,
             "overhead_ratio": round(statistics.median(e / b for e, b in zip(e2e, bare)), 3),
         }
-        if not args.skip_scaling:
+        if args.decode_images:
+            dec = decode_comparison(args.decode_images, max(n, 512), threads=args.threads)
+            result.update({k: round(v, 1) for k, v in dec.items()})
+            rows += [(f"JPEG decode+resize, CPU x{args.threads} threads", dec["cpu_decode_images_s"])]
+            if "cuda_decode_images_s" in dec:
+                rows.append(("JPEG decode+resize, CUDA nvjpeg batched", dec["cuda_decode_images_s"]))
+        if not args.skip_scaling and not args.no_ray:
             one, two = [], []
             for _ in range(repeats):
                 for workers, acc in ((1, one), (2, two)):
@@ -149,11 +230,12 @@ def main(argv=None) -> dict:
                     acc.append(r.images_per_s)
             rows += [("1 CPU worker x 1 thread", statistics.median(one)), ("2 CPU workers x 1 thread", statistics.median(two))]
             result["scaling_2v1"] = round(statistics.median(t / o for t, o in zip(two, one)), 3)
-        ray.shutdown()
+        if not args.no_ray:
+            ray.shutdown()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
-    print(f"extraction: {args.model} on {args.device}, {n} synthetic 640x480 JPEGs, batch {args.batch_size}, "
+    print(f"extraction: {args.model} on {args.device} ({_device_name(args.device)}), {n} synthetic 640x480 JPEGs, batch {args.batch_size}, "
           f"median of {repeats}")
     print(f"{'run':<38}{'images/s':>10}")
     for name, v in rows:
@@ -164,6 +246,14 @@ def main(argv=None) -> dict:
     if args.json:
         print(json.dumps(result))
     return result
+
+
+def _device_name(device: str) -> str:
+    import torch
+
+    if device == "cuda":
+        return torch.cuda.get_device_name()
+    return f"{os.cpu_count()} CPUs"
 
 
 if __name__ == "__main__":

@@ -25,6 +25,8 @@ import click
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--workers", type=int, help="CPU: worker actors (default 1). GPU: at most this many (default one per GPU).")
 @click.option("--threads", type=int, help="Threads per worker for decoding and CPU inference (default: CPUs / workers).")
+@click.option("--decode", type=click.Choice(["auto", "threads", "processes"]), default="auto", show_default=True,
+              help="Where images decode: a thread pool, or processes (no GIL; auto picks them for GPU workers).")
 @click.option("--address", help="Join a Ray cluster: auto, or ray://HOST:10001. Default: start a local Ray.")
 @click.option("--max-failures", default="0", show_default=True, help="Bad images tolerated: a count (10), fraction (0.001) or percentage (0.1%).")
 @click.option("--retry-failed", is_flag=True, help="Recompute shards that recorded failed images (after fixing the files).")
@@ -56,7 +58,7 @@ def extract_cmd(**o) -> None:
         out=o["out"], spec=spec, dataset=o["dataset"], root=o["root"], manifest=o["manifest"],
         splits=tuple(o["splits"].split(",")) if o["splits"] else None, preprocess=o["preprocess"],
         shorter_side=o["shorter_side"], max_side=o["max_side"], shard_size=o["shard_size"], batch_size=o["batch_size"],
-        device=o["device"], workers=o["workers"], threads=o["threads"], address=o["address"],
+        device=o["device"], workers=o["workers"], threads=o["threads"], decode=o["decode"], address=o["address"],
         max_failures=o["max_failures"], retry_failed=o["retry_failed"], codec=o["codec"], overwrite=o["overwrite"],
         progress=not o["no_progress"],
     )

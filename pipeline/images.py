@@ -15,7 +15,6 @@ from __future__ import annotations
 import io
 import time
 from dataclasses import dataclass
-from functools import cached_property
 
 import numpy as np
 
@@ -100,9 +99,9 @@ def load_image(path: str, *, max_pixels: int = MAX_PIXELS):
 class Preprocessor:
     """Resize for the model; output uint8 [H, W, 3].
 
-    fixed:  open_clip's eval transform minus its ToTensor/Normalize: torchvision
-            Resize(size) on the shorter side + CenterCrop(size) (or a square squash for
-            models whose open_clip config says resize_mode="squash").
+    fixed:  open_clip's eval transform minus its ToTensor/Normalize: resize the shorter side
+            to `size` + centre crop (or a square squash for models whose open_clip config
+            says resize_mode="squash").
     aspect: scale so the shorter side is `shorter_side` unless the longer side would exceed
             `max_side` (CLIP-ViL's 600/1000 for VQA grids); no crop, so H and W vary.
     """
@@ -121,24 +120,29 @@ class Preprocessor:
         scale = min(self.shorter_side / min(width, height), self.max_side / max(width, height))
         return max(1, round(height * scale)), max(1, round(width * scale))
 
-    @cached_property
-    def _fixed(self):
-        from torchvision import transforms as T
-
-        interp = T.InterpolationMode(self.interpolation)
-        if self.resize_mode == "squash":
-            return T.Resize((self.size, self.size), interpolation=interp)
-        if self.resize_mode != "shortest":
-            raise ValueError(f"open_clip resize_mode {self.resize_mode!r} is not supported; use --preprocess aspect")
-        return T.Compose([T.Resize(self.size, interpolation=interp), T.CenterCrop(self.size)])
-
     def __call__(self, img) -> np.ndarray:
-        if self.mode == "fixed":
-            img = self._fixed(img)
-        else:
-            from PIL import Image
+        from PIL import Image
 
+        resample = getattr(Image.Resampling, self.interpolation.upper())
+        if self.mode == "fixed":
+            # torchvision's Resize(size) + CenterCrop(size) on a PIL image (open_clip's eval
+            # transform), in PIL alone so decode processes need not import torch; the test
+            # suite checks it against open_clip's transform bit for bit.
+            w, h = img.size
+            if self.resize_mode == "squash":
+                new_w = new_h = self.size
+            elif self.resize_mode == "shortest":
+                short, long_ = min(w, h), max(w, h)
+                new_short, new_long = self.size, int(self.size * long_ / short)
+                new_w, new_h = (new_short, new_long) if w <= h else (new_long, new_short)
+            else:
+                raise ValueError(f"open_clip resize_mode {self.resize_mode!r} is not supported; use --preprocess aspect")
+            if (new_w, new_h) != (w, h):
+                img = img.resize((new_w, new_h), resample)
+            top, left = int(round((new_h - self.size) / 2.0)), int(round((new_w - self.size) / 2.0))
+            img = img.crop((left, top, left + self.size, top + self.size))
+        else:
             out_h, out_w = self.output_size(*img.size)
             if (out_w, out_h) != img.size:
-                img = img.resize((out_w, out_h), getattr(Image.Resampling, self.interpolation.upper()))
+                img = img.resize((out_w, out_h), resample)
         return np.array(img, dtype=np.uint8)  # writable copy (torch refuses read-only arrays)

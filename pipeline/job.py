@@ -56,6 +56,7 @@ class ExtractConfig:
     device: str = "auto"  # "auto" | "cpu" | "cuda"
     workers: int | None = None  # CPU actors (default 1); GPU: one per GPU (at most this many)
     threads: int | None = None  # threads per actor (default: CPUs / actors)
+    decode: str = "auto"  # "threads" | "processes" | "auto" (processes on GPU workers, threads on CPU)
     address: str | None = None  # Ray cluster ("auto", "ray://host:10001"); None: local Ray
     max_failures: str = "0"  # count ("10") or fraction ("0.001", "0.1%") of items
     retry_failed: bool = False  # recompute shards that recorded failed rows
@@ -254,6 +255,7 @@ def _run_shards(cfg: ExtractConfig, writer, manifest, todo: list[int], weights: 
     wcfg = WorkerConfig(
         store=cfg.out, root=os.path.abspath(cfg.root), spec=cfg.spec, preprocess=pre, weights=weights, device=device,
         threads=threads, batch_size=cfg.batch_size, storage_options=cfg.storage_options,
+        decode_processes={"auto": None, "threads": False, "processes": True}[cfg.decode],
         fault_kill_at_shard=cfg.fault_kill_at_shard, fault_marker=cfg.fault_marker,
     )
     actor_cls = ray.remote(ShardWorker).options(

@@ -22,7 +22,7 @@ import socket
 import threading
 import time
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -44,6 +44,7 @@ class WorkerConfig:
     threads: int = 1  # torch intra-op threads and decode threads
     batch_size: int = 64
     storage_options: dict | None = None
+    decode_processes: bool | None = None  # decode in processes (no GIL); default: on GPU workers
     fault_kill_at_shard: int | None = None  # testing: SIGKILL this process once, mid-shard
     fault_marker: str | None = None  # file that makes the fault fire only once
 
@@ -78,7 +79,16 @@ class ShardWorker:
         self.encoder = load_encoder(config.spec, device=config.device, weights=config.weights)
         self.writer = open_writer(config.store, lock=False, storage_options=config.storage_options)
         self.layout = self.writer.meta.layout
-        self.pool = ThreadPoolExecutor(max_workers=config.threads, thread_name_prefix="decode")
+        procs = config.decode_processes if config.decode_processes is not None else config.device.startswith("cuda")
+        if procs:
+            # A GPU outruns what one process can decode: PIL releases the GIL while decoding,
+            # but the rest (file reads, array copies) serialises 16 threads to ~4 busy cores.
+            # forkserver: never fork a process that holds a CUDA context.
+            import multiprocessing
+
+            self.pool = ProcessPoolExecutor(max_workers=config.threads, mp_context=multiprocessing.get_context("forkserver"))
+        else:
+            self.pool = ThreadPoolExecutor(max_workers=config.threads, thread_name_prefix="decode")
         self.name = f"{socket.gethostname()}:{os.getpid()}"
         self._forward_lock = threading.Lock()
         self._warm_up()
@@ -94,20 +104,8 @@ class ShardWorker:
     def pid(self) -> int:
         return os.getpid()
 
-    # -- per item (decode threads) -----------------------------------------------------------
-    def _prepare(self, row: int, rel: str) -> _Item:
-        from clipfeat.manifests import ManifestError, safe_path
-
-        item = _Item(row)
-        try:
-            path = safe_path(self.cfg.root, rel)
-            img, item.read_s, decode_s = load_image(path)
-            t0 = time.perf_counter()
-            item.pixels = self.cfg.preprocess(img)
-            item.decode_s = decode_s + time.perf_counter() - t0
-        except (ImageError, ManifestError) as e:
-            item.error = str(e)
-        return item
+    def _prepare(self, row: int, rel: str):
+        return self.pool.submit(prepare_item, self.cfg.root, row, rel, self.cfg.preprocess)
 
     # -- per shard ---------------------------------------------------------------------------
     def run(self, k: int, rows: list[tuple[int, str, str]]) -> ShardReport:
@@ -146,13 +144,13 @@ class ShardWorker:
         todo = ((row, rel) for row, _, rel in rows)
         buckets: dict[tuple[int, int], list[_Item]] = {}
         for row, rel in _take(todo, window):
-            pending.append(self.pool.submit(self._prepare, row, rel))
+            pending.append(self._prepare(row, rel))
         while pending:
             t0 = time.perf_counter()
             item = pending.popleft().result()
             t["wait"] += time.perf_counter() - t0
             for row, rel in _take(todo, 1):
-                pending.append(self.pool.submit(self._prepare, row, rel))
+                pending.append(self._prepare(row, rel))
             t["read"] += item.read_s
             t["decode"] += item.decode_s
             if item.error is not None:
@@ -183,6 +181,22 @@ class ShardWorker:
             return
         os.close(fd)
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def prepare_item(root: str, row: int, rel: str, preprocess: Preprocessor) -> _Item:
+    """Read, decode and resize one image (runs in a decode thread or process)."""
+    from clipfeat.manifests import ManifestError, safe_path
+
+    item = _Item(row)
+    try:
+        path = safe_path(root, rel)
+        img, item.read_s, decode_s = load_image(path)
+        t0 = time.perf_counter()
+        item.pixels = preprocess(img)
+        item.decode_s = decode_s + time.perf_counter() - t0
+    except (ImageError, ManifestError) as e:
+        item.error = str(e)
+    return item
 
 
 def _take(it, n: int):

@@ -100,8 +100,10 @@ def test_vg_aspect_mode_variable_grids(ray_local, tiny_models, synthetic_vg, tmp
     assert _verify_ok(str(tmp_path / "vg.zarr"))
 
 
-def test_vit_fixed(ray_local, tiny_models, synthetic_coco, tmp_path):
-    run_extract(_cfg(tiny_models["tinyvit"], synthetic_coco, tmp_path / "v.zarr", splits=("val2014",), workers=1, threads=2))
+def test_vit_fixed_with_decode_processes(ray_local, tiny_models, synthetic_coco, tmp_path):
+    # decode processes (what GPU workers use) started from inside a Ray actor
+    run_extract(_cfg(tiny_models["tinyvit"], synthetic_coco, tmp_path / "v.zarr", splits=("val2014",), workers=1, threads=2,
+                     decode="processes"))
     store = open_store(str(tmp_path / "v.zarr"))
     assert len(store) == 12 and store.grid(0).shape == (16, 48)
 
