@@ -271,18 +271,19 @@ def _run_shards(cfg: ExtractConfig, writer, manifest, todo: list[int], weights: 
     alive = set(range(n_actors))
     deaths = [0] * n_actors
     total = sum(len(rows_of[k]) for k in todo)
-    bar = tqdm(total=total, unit="img", desc=f"extract {n_actors}x{device}", disable=not cfg.progress, dynamic_ncols=True, smoothing=0.1)
     failures = 0
-    t_start = time.perf_counter()
-    ray.get([a.pid.remote() for a in actors])  # every worker has its model loaded
-    t0 = time.perf_counter()
-    result.startup_s = t0 - t_start
+    bar = None
+    t_start = t0 = time.perf_counter()
 
     def submit(a: int) -> None:
         k = queue.pop(0)
         inflight[actors[a].run.remote(k, rows_of[k])] = (a, k)
 
     try:
+        ray.get([a.pid.remote() for a in actors])  # every worker has its model loaded
+        t0 = time.perf_counter()
+        result.startup_s = t0 - t_start
+        bar = tqdm(total=total, unit="img", desc=f"extract {n_actors}x{device}", disable=not cfg.progress, dynamic_ncols=True, smoothing=0.1)
         for a in list(alive):
             for _ in range(2):  # two shards per actor: no idle gap between shards
                 if queue:
@@ -330,7 +331,8 @@ def _run_shards(cfg: ExtractConfig, writer, manifest, todo: list[int], weights: 
                 submit(idle)
     finally:
         result.seconds = time.perf_counter() - t0
-        bar.close()
+        if bar is not None:
+            bar.close()
         for actor in actors:
             ray.kill(actor, no_restart=True)
 
