@@ -70,21 +70,23 @@ def bare_encoder(spec, root: str, manifest, pre, *, device: str, threads: int, b
     return out
 
 
-def end_to_end(spec, root: str, out_dir: str, *, device: str, workers: int, threads: int, batch_size: int, shard_size: int):
+def end_to_end(spec, root: str, out_dir: str, *, device: str, workers: int, threads: int, batch_size: int, shard_size: int,
+               inflight: int | None = None):
     from clipfeat.pipeline.job import ExtractConfig, run_extract
 
     out = os.path.join(out_dir, f"run-{time.monotonic_ns()}.zarr")
     res = run_extract(ExtractConfig(
         out=out, spec=spec, dataset="coco", root=root, shard_size=shard_size, batch_size=batch_size,
-        device=device, workers=workers, threads=threads, progress=False,
+        device=device, workers=workers, threads=threads, inflight=inflight, progress=False,
     ))
     shutil.rmtree(out, ignore_errors=True)
     return res
 
 
-def end_to_end_inprocess(spec, root: str, out_dir: str, manifest, pre, *, device: str, threads: int, batch_size: int, shard_size: int):
-    """The same worker without Ray (two shards in flight from two threads, as the threaded
-    actor runs them): for machines where Ray is not installed. Returns images/s."""
+def end_to_end_inprocess(spec, root: str, out_dir: str, manifest, pre, *, device: str, threads: int, batch_size: int,
+                         shard_size: int, inflight: int):
+    """The same worker without Ray (`inflight` shards at once from as many threads, as the
+    threaded actor runs them): for machines where Ray is not installed. Returns images/s."""
     from concurrent.futures import ThreadPoolExecutor
 
     from clipfeat.features.writer import create_store
@@ -97,7 +99,7 @@ def end_to_end_inprocess(spec, root: str, out_dir: str, manifest, pre, *, device
     worker = ShardWorker(WorkerConfig(store=out, root=root, spec=spec, preprocess=pre, device=device, threads=threads, batch_size=batch_size))
     rows = {k: [(r, manifest.rows[r].key, manifest.rows[r].path) for r in writer.shard_rows(k)] for k in range(meta.shards.count)}
     t0 = time.perf_counter()
-    with ThreadPoolExecutor(2) as ex:
+    with ThreadPoolExecutor(inflight) as ex:
         reports = list(ex.map(lambda k: worker.run(k, rows[k]), rows))
     rate = len(manifest) / (time.perf_counter() - t0)
     writer.close()
@@ -159,6 +161,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--threads", type=int, default=os.cpu_count(), help="threads of the single worker in the overhead runs")
+    ap.add_argument("--shard-size", type=int, help="items per shard (default: images / 4)")
+    ap.add_argument("--inflight", type=int, help="shards per worker at once (default: the job's, 2 on CPU, 4 on GPU)")
     ap.add_argument("--skip-scaling", action="store_true", help="skip the 2-vs-1 CPU worker runs")
     ap.add_argument("--no-ray", action="store_true", help="end to end through the worker in-process (machines without Ray)")
     ap.add_argument("--decode-images", help="folder of JPEGs for the CPU vs CUDA decode comparison (e.g. real COCO files)")
@@ -188,16 +192,17 @@ def main(argv=None) -> dict:
             ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, configure_logging=False)
 
         bare, e2e, e2e_start = [], [], []
-        shard_size = max(args.batch_size, n // 4)
+        shard_size = args.shard_size or max(args.batch_size, n // 4)
+        inflight = args.inflight or (4 if args.device == "cuda" else 2)
         for _ in range(repeats):  # interleaved: bare, pipeline, bare, pipeline, ...
             bare += bare_encoder(spec, root, manifest, pre, device=args.device, threads=args.threads,
                                  batch_size=args.batch_size, repeats=1)
             if args.no_ray:
                 e2e.append(end_to_end_inprocess(spec, root, tmp, manifest, pre, device=args.device, threads=args.threads,
-                                                batch_size=args.batch_size, shard_size=shard_size))
+                                                batch_size=args.batch_size, shard_size=shard_size, inflight=inflight))
                 continue
             r = end_to_end(spec, root, tmp, device=args.device, workers=1, threads=args.threads,
-                           batch_size=args.batch_size, shard_size=shard_size)
+                           batch_size=args.batch_size, shard_size=shard_size, inflight=inflight)
             e2e.append(r.images_per_s)
             e2e_start.append(r.computed / (r.seconds + r.startup_s))
         rows = [

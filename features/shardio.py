@@ -29,7 +29,7 @@ import numpy as np
 from .errors import CorruptDataError
 from .location import Location
 
-__all__ = ["ArrayReader", "default_threads"]
+__all__ = ["ArrayReader", "ShardEncoder", "default_threads"]
 
 _MAX_U64 = np.uint64(2**64 - 1)  # index entry of an empty (never written) inner chunk
 
@@ -59,6 +59,117 @@ def _inner_decoder(codec) -> Callable[[bytes, np.ndarray], None] | None:
     return None
 
 
+def _inner_encoder(codec) -> Callable[[np.ndarray], bytes] | None:
+    """A function that encodes one item (C-contiguous, little-endian) into its chunk bytes,
+    as zarr's `bytes` + blosc codec chain would."""
+    from zarr.codecs import BloscCodec
+
+    if not isinstance(codec, BloscCodec):
+        return None
+    from numcodecs import Blosc
+
+    blosc = Blosc.from_config({
+        "cname": codec.cname.value, "clevel": codec.clevel, "blocksize": codec.blocksize, "typesize": codec.typesize,
+        "shuffle": {"noshuffle": Blosc.NOSHUFFLE, "shuffle": Blosc.SHUFFLE, "bitshuffle": Blosc.BITSHUFFLE}[codec.shuffle.value],
+    })
+    return lambda item: bytes(blosc.encode(item.reshape(-1).view(np.uint8)))
+
+
+def _fast_layout(array, item_shape: tuple[int, ...], dtype: np.dtype):
+    """(inner compressor codec or None for raw, rows per shard) when `array` has the layout
+    `StoreWriter` produces (sharding_indexed, index at the end with crc32c, inner `bytes`
+    little-endian + at most one compressor); else None."""
+    from zarr.codecs import BytesCodec, Crc32cCodec, ShardingCodec
+    from zarr.codecs.sharding import ShardingCodecIndexLocation
+
+    md = array.metadata
+    codecs = getattr(md, "codecs", ())
+    if len(codecs) != 1 or not isinstance(codecs[0], ShardingCodec):
+        return None
+    sc = codecs[0]
+    if tuple(sc.chunk_shape) != (1,) + item_shape or sc.index_location != ShardingCodecIndexLocation.end:
+        return None
+    if not (len(sc.index_codecs) == 2 and isinstance(sc.index_codecs[1], Crc32cCodec)):
+        return None
+    inner = list(sc.codecs)
+    if not inner or not isinstance(inner[0], BytesCodec) or len(inner) > 2:
+        return None
+    if dtype.itemsize > 1 and inner[0].endian is not None and inner[0].endian.value != "little":
+        return None
+    return (inner[1] if len(inner) == 2 else None), int(md.chunk_grid.chunk_shape[0])
+
+
+def _shard_key(array, name: str, s: int) -> str:
+    coords = (s,) + (0,) * (len(array.shape) - 1)
+    return f"{name}/" + array.metadata.encode_chunk_key(coords)
+
+
+class ShardEncoder:
+    """Writes whole shards of one array in `StoreWriter`'s layout, without zarr's per-chunk
+    async pipeline (whose Python overhead per inner chunk made shard writes the extraction
+    job's bottleneck on a GPU). Inner chunks compress in a thread pool (blosc releases the
+    GIL); the shard is the spec's sharding_indexed bytes: chunks, then the [n, 2] uint64
+    (offset, nbytes) index with its crc32c. All-zero items are left out (index entry
+    2^64-1), as zarr does for chunks equal to the fill value. `ok` is False for any other
+    layout; the writer then uses zarr.
+    """
+
+    def __init__(self, loc: Location, name: str, array, pool: ThreadPoolExecutor) -> None:
+        self.loc, self.name, self.array, self.pool = loc, name, array, pool
+        self.dtype = np.dtype(array.dtype)
+        layout = _fast_layout(array, tuple(array.shape[1:]), self.dtype)
+        self._encode: Callable[[np.ndarray], bytes] | None = None
+        self.shard_rows = 0
+        if layout is not None and array.fill_value == 0:
+            codec, self.shard_rows = layout
+            self._encode = (lambda item: item.tobytes()) if codec is None else _inner_encoder(codec)
+
+    @property
+    def ok(self) -> bool:
+        return self._encode is not None
+
+    def write(self, s: int, values: np.ndarray) -> None:
+        """values [rows of shard s, *item] in the array's dtype, C-contiguous, little-endian."""
+        import google_crc32c
+
+        def encode(i: int) -> bytes | None:
+            item = values[i]
+            if not item.reshape(-1).view(np.uint8).any():
+                return None  # all-zero bytes: not stored, reads back as the fill value
+            return self._encode(item)
+
+        chunks = list(self.pool.map(encode, range(len(values))))
+        index = np.full((self.shard_rows, 2), _MAX_U64, dtype="<u8")
+        offset = 0
+        for i, c in enumerate(chunks):
+            if c is not None:
+                index[i] = (offset, len(c))
+                offset += len(c)
+        if offset == 0:  # nothing but zeros: zarr stores no shard object at all
+            self._remove(s)
+            return
+        index_bytes = index.tobytes()
+        crc = np.array([google_crc32c.value(index_bytes)], dtype="<u4").tobytes()
+        self._put(s, b"".join([*(c for c in chunks if c is not None), index_bytes, crc]))
+
+    def _put(self, s: int, blob: bytes) -> None:
+        path = self.loc.path(_shard_key(self.array, self.name, s))
+        if self.loc.local:  # temp + rename: a reader never sees half a shard
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            tmp = f"{path}.partial-{os.getpid()}-{threading.get_ident()}"
+            with open(tmp, "wb") as f:
+                f.write(blob)
+            os.replace(tmp, path)
+        else:
+            self.loc.fs.pipe_file(path, blob)
+
+    def _remove(self, s: int) -> None:
+        try:
+            self.loc.fs.rm_file(self.loc.path(_shard_key(self.array, self.name, s)))
+        except FileNotFoundError:
+            pass
+
+
 def _copy_raw(buf: bytes, out: np.ndarray) -> None:
     """Uncompressed inner chunk: little-endian bytes straight into the output view."""
     np.copyto(out.reshape(-1).view(np.uint8), np.frombuffer(buf, np.uint8))
@@ -85,42 +196,22 @@ class ArrayReader:
 
     # -- layout ---------------------------------------------------------------------------
     def _parse_layout(self) -> None:
-        from zarr.codecs import BytesCodec, Crc32cCodec, ShardingCodec
-        from zarr.codecs.sharding import ShardingCodecIndexLocation
-
-        md = self.array.metadata
-        codecs = getattr(md, "codecs", ())
-        if len(codecs) != 1 or not isinstance(codecs[0], ShardingCodec):
+        layout = _fast_layout(self.array, self.item_shape, self.dtype)
+        if layout is None:
             return
-        sc = codecs[0]
-        if tuple(sc.chunk_shape) != (1,) + self.item_shape or sc.index_location != ShardingCodecIndexLocation.end:
-            return
-        if not (len(sc.index_codecs) == 2 and isinstance(sc.index_codecs[1], Crc32cCodec)):
-            return
-        inner = list(sc.codecs)
-        if not inner or not isinstance(inner[0], BytesCodec):
-            return
-        if self.dtype.itemsize > 1 and inner[0].endian is not None and inner[0].endian.value != "little":
-            return
-        if len(inner) == 1:
-            decode = _copy_raw
+        codec, self.shard_rows = layout
+        if codec is None:
+            self._decode = _copy_raw
             self._raw = True  # bytes land in the output with one pread, no decode step
-        elif len(inner) == 2:
-            decode = _inner_decoder(inner[1])
-            if decode is None:
-                return
         else:
-            return
-        self.shard_rows = int(md.chunk_grid.chunk_shape[0])
-        self._decode = decode
+            self._decode = _inner_decoder(codec)
 
     @property
     def fast(self) -> bool:
         return self._decode is not None
 
     def _shard_key(self, s: int) -> str:
-        coords = (s,) + (0,) * len(self.item_shape)
-        return f"{self.name}/" + self.array.metadata.encode_chunk_key(coords)
+        return _shard_key(self.array, self.name, s)
 
     # -- byte access ----------------------------------------------------------------------
     def _fd(self, s: int) -> int | None:

@@ -87,6 +87,8 @@ class StoreWriter:
         self._lock = lock
         self.group = zarr.open_group(loc.zarr_store(read_only=False), mode="r+")
         self._keys: np.ndarray | None = None
+        self._encoders: dict = {}  # array name -> ShardEncoder (fast whole-shard writes)
+        self._pool = None
 
     # -- state ----------------------------------------------------------------------------
     def shard_status(self, k: int) -> ShardStatus | None:
@@ -162,13 +164,29 @@ class StoreWriter:
             v = v.astype(dtype, copy=True)
             if len(local_failed):
                 v[local_failed] = 0
-            self.group[name][rows.start : rows.stop] = v  # whole Zarr shard: no read-modify-write
+            self._write_whole_shard(name, k, rows, v)
             record.checksums[name] = checksum(v)
             record.row_crc32c[name] = row_crcs(v)
         record.timings = dict(timings or {}, write=time.perf_counter() - t0)
         # Last: the status record makes the shard count.
         self.group["shard_status"][k] = record.to_json()
         return record
+
+    def _write_whole_shard(self, name: str, k: int, rows: range, v: np.ndarray) -> None:
+        """Shard k of array `name` in one object write (never a read-modify-write)."""
+        enc = self._encoders.get(name)
+        if enc is None and name != "grid_hw":
+            from .shardio import ShardEncoder, default_threads
+
+            if self._pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                self._pool = ThreadPoolExecutor(default_threads(), thread_name_prefix="encode")
+            enc = self._encoders[name] = ShardEncoder(self.loc, name, self.group[name], self._pool)
+        if enc is not None and enc.ok:
+            enc.write(k, np.ascontiguousarray(v, dtype=v.dtype.newbyteorder("<")))
+        else:
+            self.group[name][rows.start : rows.stop] = v
 
     def finalize(self) -> StoreMeta:
         """Mark the store complete and consolidate its metadata (for read-only HTTP/S3 access)."""
@@ -193,6 +211,9 @@ class StoreWriter:
         return self.meta
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
         if self._lock is not None:
             self._lock.release()
             self._lock = None

@@ -57,6 +57,7 @@ class ExtractConfig:
     workers: int | None = None  # CPU actors (default 1); GPU: one per GPU (at most this many)
     threads: int | None = None  # threads per actor (default: CPUs / actors)
     decode: str = "auto"  # "threads" | "processes" | "auto" (processes on GPU workers, threads on CPU)
+    inflight: int | None = None  # shards a worker holds at once (default: 2 on CPU, 4 on GPU)
     address: str | None = None  # Ray cluster ("auto", "ray://host:10001"); None: local Ray
     max_failures: str = "0"  # count ("10") or fraction ("0.001", "0.1%") of items
     retry_failed: bool = False  # recompute shards that recorded failed rows
@@ -258,10 +259,13 @@ def _run_shards(cfg: ExtractConfig, writer, manifest, todo: list[int], weights: 
         decode_processes={"auto": None, "threads": False, "processes": True}[cfg.decode],
         fault_kill_at_shard=cfg.fault_kill_at_shard, fault_marker=cfg.fault_marker,
     )
+    # Several shards per worker: while one runs the model, the others decode or write, so
+    # neither the GPU nor the CPUs wait on the other.
+    per_actor = cfg.inflight or (4 if device == "cuda" else 2)
     actor_cls = ray.remote(ShardWorker).options(
         num_cpus=threads, num_gpus=1 if device == "cuda" else 0,
         max_restarts=cfg.retries, max_task_retries=0,  # we resubmit ourselves, counting attempts
-        max_concurrency=2,  # the queued shard decodes while the running one finishes (see worker.py)
+        max_concurrency=per_actor,  # later shards decode and write while one runs the model (worker.py)
     )
     actors = [actor_cls.remote(wcfg) for _ in range(n_actors)]
     rows_of = {k: [(r, manifest.rows[r].key, manifest.rows[r].path) for r in writer.shard_rows(k)] for k in todo}
@@ -285,7 +289,7 @@ def _run_shards(cfg: ExtractConfig, writer, manifest, todo: list[int], weights: 
         result.startup_s = t0 - t_start
         bar = tqdm(total=total, unit="img", desc=f"extract {n_actors}x{device}", disable=not cfg.progress, dynamic_ncols=True, smoothing=0.1)
         for a in list(alive):
-            for _ in range(2):  # two shards per actor: no idle gap between shards
+            for _ in range(per_actor):
                 if queue:
                     submit(a)
         while inflight:
@@ -326,7 +330,7 @@ def _run_shards(cfg: ExtractConfig, writer, manifest, todo: list[int], weights: 
                 if a in alive and queue:
                     submit(a)
             # Shards left queued while their actor was declared dead go to the survivors.
-            while queue and len(inflight) < 2 * len(alive):
+            while queue and len(inflight) < per_actor * len(alive):
                 idle = min(alive, key=lambda i: sum(1 for x, _ in inflight.values() if x == i))
                 submit(idle)
     finally:

@@ -100,6 +100,8 @@ class ShardWorker:
         h, w = (pre.size, pre.size) if pre.mode == "fixed" else pre.output_size(4, 3)
         blank = np.zeros((min(self.cfg.batch_size, 64), h, w, 3), np.uint8)
         self.encoder.encode(self.encoder.normalize(blank))
+        if isinstance(self.pool, ProcessPoolExecutor):  # start the decode processes now, not in shard 1
+            list(self.pool.map(_pid, range(4 * self.cfg.threads)))
 
     def pid(self) -> int:
         return os.getpid()
@@ -197,6 +199,10 @@ def prepare_item(root: str, row: int, rel: str, preprocess: Preprocessor) -> _It
     except (ImageError, ManifestError) as e:
         item.error = str(e)
     return item
+
+
+def _pid(_: int) -> int:
+    return os.getpid()
 
 
 def _take(it, n: int):
