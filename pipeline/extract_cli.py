@@ -27,9 +27,11 @@ import click
 @click.option("--threads", type=int, help="Threads per worker for decoding and CPU inference (default: CPUs / workers).")
 @click.option("--decode", type=click.Choice(["auto", "threads", "processes"]), default="auto", show_default=True,
               help="Where images decode: a thread pool, or processes (no GIL; auto picks them for GPU workers).")
+@click.option("--inflight", type=int, help="Shards each worker holds at once (default 2 on CPU, 4 on GPU).")
 @click.option("--address", help="Join a Ray cluster: auto, or ray://HOST:10001. Default: start a local Ray.")
 @click.option("--max-failures", default="0", show_default=True, help="Bad images tolerated: a count (10), fraction (0.001) or percentage (0.1%).")
 @click.option("--retry-failed", is_flag=True, help="Recompute shards that recorded failed images (after fixing the files).")
+@click.option("--retries", type=int, default=3, show_default=True, help="Times a shard is recomputed after its worker died or raised.")
 @click.option("--codec", type=click.Choice(["zstd", "lz4", "none"]), default="zstd", show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace an existing store with another configuration.")
 @click.option("--no-progress", is_flag=True, help="No progress bar (e.g. in CI logs).")
@@ -58,8 +60,8 @@ def extract_cmd(**o) -> None:
         out=o["out"], spec=spec, dataset=o["dataset"], root=o["root"], manifest=o["manifest"],
         splits=tuple(o["splits"].split(",")) if o["splits"] else None, preprocess=o["preprocess"],
         shorter_side=o["shorter_side"], max_side=o["max_side"], shard_size=o["shard_size"], batch_size=o["batch_size"],
-        device=o["device"], workers=o["workers"], threads=o["threads"], decode=o["decode"], address=o["address"],
-        max_failures=o["max_failures"], retry_failed=o["retry_failed"], codec=o["codec"], overwrite=o["overwrite"],
+        device=o["device"], workers=o["workers"], threads=o["threads"], decode=o["decode"], inflight=o["inflight"], address=o["address"],
+        max_failures=o["max_failures"], retry_failed=o["retry_failed"], retries=o["retries"], codec=o["codec"], overwrite=o["overwrite"],
         progress=not o["no_progress"],
     )
     click.echo(summarize(run_extract(cfg)))

@@ -212,6 +212,11 @@ def _placement(cfg: ExtractConfig, ray) -> tuple[str, int, int]:
 def run_extract(cfg: ExtractConfig) -> ExtractResult:
     from clipfeat.features.writer import create_store
 
+    if cfg.device == "cuda" and not cfg.address:
+        import torch
+
+        if not torch.cuda.is_available():  # before anything is created on disk
+            raise EncoderError("--device cuda was asked but this machine has no usable GPU; use --device cpu")
     manifest = _manifest(cfg)
     weights, weights_sha = resolve_weights(cfg.spec)
     meta, pre = plan_store(cfg, manifest, weights_sha)

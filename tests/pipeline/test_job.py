@@ -213,3 +213,29 @@ def test_broken_files_are_recorded(ray_local, tiny_models, synthetic_coco, tmp_p
     reasons = " | ".join(store.failed_rows().values())
     for word in ("0 bytes", "not an image", "decompression-bomb", "file not found"):
         assert word in reasons
+
+
+def test_cli_extract_and_user_errors(ray_local, tiny_models, synthetic_coco, tmp_path):
+    from click.testing import CliRunner
+
+    from clipfeat.pipeline.cli import cli
+
+    spec = tiny_models["tinyrn"]
+    model = ["--model", spec.model, "--model-config", spec.model_config, "--checkpoint", spec.checkpoint]
+    base = ["extract", "--dataset", "coco", "--root", synthetic_coco, "--splits", "val2014", "--no-progress", "--device", "cpu"]
+    runner = CliRunner()
+    out = str(tmp_path / "cli.zarr")
+    r = runner.invoke(cli, [*base, *model, "--out", out, "--shard-size", "8"])
+    assert r.exit_code == 0, r.output
+    assert "12 items; computed 12 in 2 shards" in r.output
+    cases = {
+        "did you mean RN50x4": [*base, "--model", "RN50x5", "--pretrained", "openai", "--out", str(tmp_path / "a.zarr")],
+        "does not exist": ["extract", "--dataset", "coco", "--root", str(tmp_path / "nope"), *model, "--out", str(tmp_path / "b.zarr")],
+        "holds another configuration": [*base, *model, "--out", out, "--shard-size", "4"],
+        "no usable GPU": [*base[:-2], "--device", "cuda", *model, "--out", str(tmp_path / "c.zarr")],
+    }
+    for message, args in cases.items():
+        r = runner.invoke(cli, args)
+        assert r.exit_code == 2 and message in r.output and "Traceback" not in r.output, (message, r.output)
+    r = runner.invoke(cli, ["extract", "--dataset", "imagenet", "--root", synthetic_coco, "--out", str(tmp_path / "d.zarr")])
+    assert r.exit_code == 2 and "imagenet" in r.output
