@@ -237,5 +237,6 @@ def test_cli_extract_and_user_errors(ray_local, tiny_models, synthetic_coco, tmp
     for message, args in cases.items():
         r = runner.invoke(cli, args)
         assert r.exit_code == 2 and message in r.output and "Traceback" not in r.output, (message, r.output)
+    assert not (tmp_path / "c.zarr").exists()  # refused before anything was created
     r = runner.invoke(cli, ["extract", "--dataset", "imagenet", "--root", synthetic_coco, "--out", str(tmp_path / "d.zarr")])
     assert r.exit_code == 2 and "imagenet" in r.output
