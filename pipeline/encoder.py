@@ -25,7 +25,6 @@ import os
 from dataclasses import dataclass
 from typing import Literal
 
-import numpy as np
 
 from clipfeat.features.errors import ClipfeatError, UnreachableError
 
@@ -318,7 +317,3 @@ def load_encoder(spec: EncoderSpec, *, device: str = "cpu", weights: str | None 
     if half:
         model = model.to(memory_format=torch.channels_last)
     return Encoder(model, kind=kind, device=device, mean=pre["mean"], std=pre["std"], half=half)
-
-
-def to_numpy(t) -> np.ndarray:
-    return t.float().cpu().numpy()
