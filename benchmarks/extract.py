@@ -71,20 +71,20 @@ def bare_encoder(spec, root: str, manifest, pre, *, device: str, threads: int, b
 
 
 def end_to_end(spec, root: str, out_dir: str, *, device: str, workers: int, threads: int, batch_size: int, shard_size: int,
-               inflight: int | None = None):
+               inflight: int | None = None, decode: str = "auto"):
     from clipfeat.pipeline.job import ExtractConfig, run_extract
 
     out = os.path.join(out_dir, f"run-{time.monotonic_ns()}.zarr")
     res = run_extract(ExtractConfig(
         out=out, spec=spec, dataset="coco", root=root, shard_size=shard_size, batch_size=batch_size,
-        device=device, workers=workers, threads=threads, inflight=inflight, progress=False,
+        device=device, workers=workers, threads=threads, inflight=inflight, decode=decode, progress=False,
     ))
     shutil.rmtree(out, ignore_errors=True)
     return res
 
 
 def end_to_end_inprocess(spec, root: str, out_dir: str, manifest, pre, *, device: str, threads: int, batch_size: int,
-                         shard_size: int, inflight: int):
+                         shard_size: int, inflight: int, decode: str = "auto"):
     """The same worker without Ray (`inflight` shards at once from as many threads, as the
     threaded actor runs them): for machines where Ray is not installed. Returns images/s."""
     from concurrent.futures import ThreadPoolExecutor
@@ -94,9 +94,10 @@ def end_to_end_inprocess(spec, root: str, out_dir: str, manifest, pre, *, device
     from clipfeat.pipeline.worker import ShardWorker, WorkerConfig
 
     out = os.path.join(out_dir, f"run-{time.monotonic_ns()}.zarr")
-    meta, _ = plan_store(ExtractConfig(out=out, spec=spec, shard_size=shard_size), manifest, "bench")
+    meta, _ = plan_store(ExtractConfig(out=out, spec=spec, shard_size=shard_size, decode=decode, device=device), manifest, "bench")
     writer = create_store(out, meta=meta, keys=manifest.keys)
-    worker = ShardWorker(WorkerConfig(store=out, root=root, spec=spec, preprocess=pre, device=device, threads=threads, batch_size=batch_size))
+    worker = ShardWorker(WorkerConfig(store=out, root=root, spec=spec, preprocess=pre, device=device, threads=threads,
+                                      batch_size=batch_size, gpu_jpeg=decode == "cuda"))
     rows = {k: [(r, manifest.rows[r].key, manifest.rows[r].path) for r in writer.shard_rows(k)] for k in range(meta.shards.count)}
     t0 = time.perf_counter()
     with ThreadPoolExecutor(inflight) as ex:
@@ -163,6 +164,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--threads", type=int, default=os.cpu_count(), help="threads of the single worker in the overhead runs")
     ap.add_argument("--shard-size", type=int, help="items per shard (default: images / 4)")
     ap.add_argument("--inflight", type=int, help="shards per worker at once (default: the job's, 2 on CPU, 4 on GPU)")
+    ap.add_argument("--decode", default="auto", choices=["auto", "threads", "processes", "cuda"], help="the job's --decode")
     ap.add_argument("--skip-scaling", action="store_true", help="skip the 2-vs-1 CPU worker runs")
     ap.add_argument("--no-ray", action="store_true", help="end to end through the worker in-process (machines without Ray)")
     ap.add_argument("--decode-images", help="folder of JPEGs for the CPU vs CUDA decode comparison (e.g. real COCO files)")
@@ -199,10 +201,11 @@ def main(argv=None) -> dict:
                                  batch_size=args.batch_size, repeats=1)
             if args.no_ray:
                 e2e.append(end_to_end_inprocess(spec, root, tmp, manifest, pre, device=args.device, threads=args.threads,
-                                                batch_size=args.batch_size, shard_size=shard_size, inflight=inflight))
+                                                batch_size=args.batch_size, shard_size=shard_size, inflight=inflight,
+                                                decode=args.decode))
                 continue
             r = end_to_end(spec, root, tmp, device=args.device, workers=1, threads=args.threads,
-                           batch_size=args.batch_size, shard_size=shard_size, inflight=inflight)
+                           batch_size=args.batch_size, shard_size=shard_size, inflight=inflight, decode=args.decode)
             e2e.append(r.images_per_s)
             e2e_start.append(r.computed / (r.seconds + r.startup_s))
         rows = [
@@ -212,7 +215,7 @@ def main(argv=None) -> dict:
         if e2e_start:
             rows.append(("end to end, incl. worker start-up", statistics.median(e2e_start)))
         result = {
-            "model": args.model, "device": args.device, "images": n, "batch_size": args.batch_size,
+            "model": args.model, "device": args.device, "decode": args.decode, "images": n, "batch_size": args.batch_size,
             "threads": args.threads, "repeats": repeats,
             "bare_images_s": round(statistics.median(bare), 2),
             "images_s": round(statistics.median(e2e), 2),

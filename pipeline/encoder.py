@@ -229,6 +229,9 @@ class Encoder:
         self.std = torch.tensor(std, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
         self.last_hw: tuple[int, int] = (0, 0)
         self._pos_cache: dict[tuple[int, int], object] = {}
+        self.graphs = False  # CUDA graphs per input shape (see _encode_graphed); workers turn it on
+        self.graph_batch = 0
+        self._graphs: dict = {}
 
     def normalize(self, pixels) -> "torch.Tensor":
         """uint8 [B, H, W, 3] (numpy or tensor, any device) -> normalised [B, 3, H, W] on the device.
@@ -249,19 +252,57 @@ class Encoder:
         """x [B, 3, H, W] -> pooled [B, D], grid [B, h*w, C]; `last_hw` = (h, w)."""
         import torch
 
+        if self.graphs and x.is_cuda:
+            return self._encode_graphed(x)
         with torch.inference_mode():
-            if self.kind == "resnet":
-                v = self.visual
-                f = v.layer4(v.layer3(v.layer2(v.layer1(v.stem(x)))))  # [B, C, h, w]
-                h, w = f.shape[-2:]
-                pooled = self._attention_pool(f)
-                grid = f.flatten(2).transpose(1, 2)  # NCHW -> N(HW)C
-            else:
-                pooled, grid = self.visual(x)  # [B, D], [B, h*w, C]
-                ph, pw = self.visual.patch_size
-                h, w = x.shape[-2] // ph, x.shape[-1] // pw
-            self.last_hw = (int(h), int(w))
-            return pooled, grid
+            return self._encode(x)
+
+    def _encode(self, x):
+        if self.kind == "resnet":
+            v = self.visual
+            f = v.layer4(v.layer3(v.layer2(v.layer1(v.stem(x)))))  # [B, C, h, w]
+            h, w = f.shape[-2:]
+            pooled = self._attention_pool(f)
+            grid = f.flatten(2).transpose(1, 2)  # NCHW -> N(HW)C
+        else:
+            pooled, grid = self.visual(x)  # [B, D], [B, h*w, C]
+            ph, pw = self.visual.patch_size
+            h, w = x.shape[-2] // ph, x.shape[-1] // pw
+        self.last_hw = (int(h), int(w))
+        return pooled, grid
+
+    def _encode_graphed(self, x):
+        """The forward replayed from a CUDA graph captured once per input shape: one launch
+        instead of hundreds, so a worker whose Python threads are busy (decode results,
+        shard writes) does not starve the GPU between kernels. A short batch is padded to
+        the captured size (rows are independent in eval mode) and the outputs sliced."""
+        import torch
+
+        b, shape = x.shape[0], tuple(x.shape[1:])
+        entry = self._graphs.get(shape)
+        if entry is None or entry[1].shape[0] < b:
+            static_in = torch.zeros((max(b, self.graph_batch),) + shape, dtype=x.dtype, device=x.device)
+            if x.is_contiguous(memory_format=torch.channels_last):
+                static_in = static_in.contiguous(memory_format=torch.channels_last)
+            with torch.inference_mode():
+                stream = torch.cuda.Stream()
+                stream.wait_stream(torch.cuda.current_stream())
+                with torch.cuda.stream(stream):
+                    for _ in range(2):  # warm-up on a side stream, as graph capture requires
+                        self._encode(static_in)
+                torch.cuda.current_stream().wait_stream(stream)
+                graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(graph):
+                    static_out = self._encode(static_in)
+            entry = self._graphs[shape] = (graph, static_in, static_out, self.last_hw)
+        graph, static_in, (pooled, grid), hw = entry
+        with torch.inference_mode():
+            static_in[:b].copy_(x)
+            if b < static_in.shape[0]:
+                static_in[b:].zero_()
+            graph.replay()
+        self.last_hw = hw
+        return pooled[:b].clone(), grid[:b].clone()
 
     def _attention_pool(self, f):
         """The ResNet attention pool on f [B, C, h, w] -> [B, D], at any grid size."""

@@ -25,8 +25,9 @@ import click
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--workers", type=int, help="CPU: worker actors (default 1). GPU: at most this many (default one per GPU).")
 @click.option("--threads", type=int, help="Threads per worker for decoding and CPU inference (default: CPUs / workers).")
-@click.option("--decode", type=click.Choice(["auto", "threads", "processes"]), default="auto", show_default=True,
-              help="Where images decode: a thread pool, or processes (no GIL; auto picks them for GPU workers).")
+@click.option("--decode", type=click.Choice(["auto", "threads", "processes", "cuda"]), default="auto", show_default=True,
+              help="Where images decode: a thread pool, processes (no GIL; auto's choice on GPU workers), or "
+                   "cuda: JPEGs by nvjpeg and resizing on the GPU (records another preprocess, so another store_id).")
 @click.option("--inflight", type=int, help="Shards each worker holds at once (default 2 on CPU, 4 on GPU).")
 @click.option("--address", help="Join a Ray cluster: auto, or ray://HOST:10001. Default: start a local Ray.")
 @click.option("--max-failures", default="0", show_default=True, help="Bad images tolerated: a count (10), fraction (0.001) or percentage (0.1%).")

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["ImageError", "MAX_PIXELS", "Preprocessor", "load_image", "decode_image"]
+__all__ = ["ImageError", "MAX_PIXELS", "Preprocessor", "load_image", "decode_image", "gpu_decodable", "gpu_preprocess"]
 
 # Decompression-bomb limit: larger than any V&L dataset image (VG's largest is ~1280x1280),
 # far below what would exhaust a worker's memory.
@@ -120,29 +120,77 @@ class Preprocessor:
         scale = min(self.shorter_side / min(width, height), self.max_side / max(width, height))
         return max(1, round(height * scale)), max(1, round(width * scale))
 
+    def plan(self, width: int, height: int) -> tuple[tuple[int, int], tuple[int, int, int, int] | None]:
+        """((resize W, H), crop box (left, top, right, bottom) or None) for one image.
+
+        fixed: torchvision's Resize(size) + CenterCrop(size) arithmetic (open_clip's eval
+        transform), or a square squash for models whose config says resize_mode="squash".
+        """
+        if self.mode != "fixed":
+            out_h, out_w = self.output_size(width, height)
+            return (out_w, out_h), None
+        if self.resize_mode == "squash":
+            new_w = new_h = self.size
+        elif self.resize_mode == "shortest":
+            short, long_ = min(width, height), max(width, height)
+            new_short, new_long = self.size, int(self.size * long_ / short)
+            new_w, new_h = (new_short, new_long) if width <= height else (new_long, new_short)
+        else:
+            raise ValueError(f"open_clip resize_mode {self.resize_mode!r} is not supported; use --preprocess aspect")
+        top, left = int(round((new_h - self.size) / 2.0)), int(round((new_w - self.size) / 2.0))
+        return (new_w, new_h), (left, top, left + self.size, top + self.size)
+
     def __call__(self, img) -> np.ndarray:
+        """RGB PIL image -> uint8 [H, W, 3], resized with PIL (as open_clip's transform does;
+        the test suite checks fixed mode against it bit for bit). PIL only, so decode
+        processes need not import torch."""
         from PIL import Image
 
-        resample = getattr(Image.Resampling, self.interpolation.upper())
-        if self.mode == "fixed":
-            # torchvision's Resize(size) + CenterCrop(size) on a PIL image (open_clip's eval
-            # transform), in PIL alone so decode processes need not import torch; the test
-            # suite checks it against open_clip's transform bit for bit.
-            w, h = img.size
-            if self.resize_mode == "squash":
-                new_w = new_h = self.size
-            elif self.resize_mode == "shortest":
-                short, long_ = min(w, h), max(w, h)
-                new_short, new_long = self.size, int(self.size * long_ / short)
-                new_w, new_h = (new_short, new_long) if w <= h else (new_long, new_short)
-            else:
-                raise ValueError(f"open_clip resize_mode {self.resize_mode!r} is not supported; use --preprocess aspect")
-            if (new_w, new_h) != (w, h):
-                img = img.resize((new_w, new_h), resample)
-            top, left = int(round((new_h - self.size) / 2.0)), int(round((new_w - self.size) / 2.0))
-            img = img.crop((left, top, left + self.size, top + self.size))
-        else:
-            out_h, out_w = self.output_size(*img.size)
-            if (out_w, out_h) != img.size:
-                img = img.resize((out_w, out_h), resample)
+        (new_w, new_h), crop = self.plan(*img.size)
+        if (new_w, new_h) != img.size:
+            img = img.resize((new_w, new_h), getattr(Image.Resampling, self.interpolation.upper()))
+        if crop is not None:
+            img = img.crop(crop)
         return np.array(img, dtype=np.uint8)  # writable copy (torch refuses read-only arrays)
+
+
+def gpu_decodable(data: bytes, *, max_pixels: int = MAX_PIXELS) -> tuple[int, int] | None:
+    """(width, height) when nvjpeg can decode `data` to what the CPU path would give: a
+    complete RGB or greyscale JPEG, upright (no EXIF rotation), under the pixel limit.
+    Anything else (CMYK, rotated, truncated, not a JPEG) goes the CPU way, which also
+    records the reason when the file is bad. Reads the header only."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            if img.format != "JPEG" or img.mode not in ("RGB", "L") or img.getexif().get(0x0112, 1) != 1:
+                return None
+            w, h = img.size
+    except Exception:  # noqa: BLE001 - any header problem: let the CPU path name it
+        return None
+    if w * h > max_pixels or not data.rstrip(b"\0").endswith(b"\xff\xd9"):  # no EOI: truncated
+        return None
+    return w, h
+
+
+def gpu_preprocess(images: list, pre: Preprocessor):
+    """uint8 [3, h, w] CUDA tensors (decoded, any sizes) -> uint8 [B, H, W, 3] model input.
+
+    The same geometry as `Preprocessor.plan`, resized by torchvision on the GPU (bicubic,
+    antialiased). Its pixels differ from PIL's by rounding, so stores made this way record
+    interpolation "<mode>/torchvision-gpu" and get their own store_id.
+    """
+    import torch
+    from torchvision.transforms.v2 import functional as TF
+
+    mode = TF.InterpolationMode(pre.interpolation)
+    out = []
+    for img in images:
+        (new_w, new_h), crop = pre.plan(img.shape[-1], img.shape[-2])
+        if (new_w, new_h) != (img.shape[-1], img.shape[-2]):
+            img = TF.resize(img, [new_h, new_w], interpolation=mode, antialias=True)
+        if crop is not None:
+            left, top, right, bottom = crop
+            img = img[:, top:bottom, left:right]
+        out.append(img)
+    return torch.stack(out).permute(0, 2, 3, 1)  # NCHW -> NHWC (a view)

@@ -56,7 +56,7 @@ class ExtractConfig:
     device: str = "auto"  # "auto" | "cpu" | "cuda"
     workers: int | None = None  # CPU actors (default 1); GPU: one per GPU (at most this many)
     threads: int | None = None  # threads per actor (default: CPUs / actors)
-    decode: str = "auto"  # "threads" | "processes" | "auto" (processes on GPU workers, threads on CPU)
+    decode: str = "auto"  # "threads" | "processes" | "cuda" (nvjpeg + GPU resize) | "auto" (processes on GPU, threads on CPU)
     inflight: int | None = None  # shards a worker holds at once (default: 2 on CPU, 4 on GPU)
     address: str | None = None  # Ray cluster ("auto", "ray://host:10001"); None: local Ray
     max_failures: str = "0"  # count ("10") or fraction ("0.001", "0.1%") of items
@@ -147,14 +147,16 @@ def plan_store(cfg: ExtractConfig, manifest, weights_sha256: str):
         mode=cfg.preprocess, size=size, shorter_side=cfg.shorter_side, max_side=cfg.max_side,
         interpolation=shape.interpolation, resize_mode=shape.resize_mode,
     )
+    # GPU resizing rounds differently from PIL's: say so, which also gives another store_id.
+    interp = f"{shape.interpolation}/torchvision-gpu" if cfg.decode == "cuda" else shape.interpolation
     if aspect:
         layout = Layout(pooled_dim=shape.pooled_dim, grid_channels=shape.grid_channels,
                         grid_max_cells=shape.probe_grid[0] * shape.probe_grid[1])
         info = PreprocessInfo(mode="aspect", shorter_side=cfg.shorter_side, max_side=cfg.max_side,
-                              interpolation=shape.interpolation, mean=shape.mean, std=shape.std)
+                              interpolation=interp, mean=shape.mean, std=shape.std)
     else:
         layout = Layout(pooled_dim=shape.pooled_dim, grid_channels=shape.grid_channels, grid_hw=shape.probe_grid)
-        info = PreprocessInfo(mode="fixed", size=size, interpolation=shape.interpolation, mean=shape.mean, std=shape.std)
+        info = PreprocessInfo(mode="fixed", size=size, interpolation=interp, mean=shape.mean, std=shape.std)
     import open_clip
     import torch
 
@@ -212,6 +214,8 @@ def _placement(cfg: ExtractConfig, ray) -> tuple[str, int, int]:
 def run_extract(cfg: ExtractConfig) -> ExtractResult:
     from clipfeat.features.writer import create_store
 
+    if cfg.decode == "cuda" and cfg.device != "cuda":
+        raise ClipfeatError("--decode cuda decodes on the workers' GPUs: pass --device cuda too")
     if cfg.device == "cuda" and not cfg.address:
         import torch
 
@@ -261,7 +265,8 @@ def _run_shards(cfg: ExtractConfig, writer, manifest, todo: list[int], weights: 
     wcfg = WorkerConfig(
         store=cfg.out, root=os.path.abspath(cfg.root), spec=cfg.spec, preprocess=pre, weights=weights, device=device,
         threads=threads, batch_size=cfg.batch_size, storage_options=cfg.storage_options,
-        decode_processes={"auto": None, "threads": False, "processes": True}[cfg.decode],
+        decode_processes={"auto": None, "threads": False, "processes": True, "cuda": None}[cfg.decode],
+        gpu_jpeg=cfg.decode == "cuda",
         fault_kill_at_shard=cfg.fault_kill_at_shard, fault_marker=cfg.fault_marker,
     )
     # Several shards per worker: while one runs the model, the others decode or write, so

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .encoder import EncoderSpec, load_encoder
-from .images import ImageError, Preprocessor, load_image
+from .images import ImageError, Preprocessor
 
 __all__ = ["WorkerConfig", "ShardReport", "ShardWorker"]
 
@@ -45,6 +45,7 @@ class WorkerConfig:
     batch_size: int = 64
     storage_options: dict | None = None
     decode_processes: bool | None = None  # decode in processes (no GIL); default: on GPU workers
+    gpu_jpeg: bool = False  # decode JPEGs with nvjpeg and resize on the GPU (CUDA workers)
     fault_kill_at_shard: int | None = None  # testing: SIGKILL this process once, mid-shard
     fault_marker: str | None = None  # file that makes the fault fire only once
 
@@ -61,7 +62,9 @@ class ShardReport:
 @dataclass
 class _Item:
     row: int
-    pixels: np.ndarray | None = None  # uint8 [H, W, 3]
+    pixels: np.ndarray | None = None  # uint8 [H, W, 3]: resized (CPU path) or full size (gpu_jpeg fallback)
+    jpeg: bytes | None = None  # gpu_jpeg: the file, for nvjpeg
+    key: tuple[int, int] = (0, 0)  # model input (H, W): items are batched by it
     error: str | None = None
     read_s: float = 0.0
     decode_s: float = 0.0  # decode + resize, thread seconds
@@ -77,6 +80,9 @@ class ShardWorker:
         if config.device == "cpu":
             torch.set_num_threads(config.threads)
         self.encoder = load_encoder(config.spec, device=config.device, weights=config.weights)
+        # Fixed-size inputs on a GPU: replay the forward from CUDA graphs (one per shape).
+        self.encoder.graphs = config.device.startswith("cuda") and config.preprocess.mode == "fixed"
+        self.encoder.graph_batch = config.batch_size
         self.writer = open_writer(config.store, lock=False, storage_options=config.storage_options)
         self.layout = self.writer.meta.layout
         procs = config.decode_processes if config.decode_processes is not None else config.device.startswith("cuda")
@@ -110,7 +116,44 @@ class ShardWorker:
         return os.getpid()
 
     def _prepare(self, row: int, rel: str):
-        return self.pool.submit(prepare_item, self.cfg.root, row, rel, self.cfg.preprocess)
+        return self.pool.submit(prepare_item, self.cfg.root, row, rel, self.cfg.preprocess, self.cfg.gpu_jpeg)
+
+    def _gpu_pixels(self, batch: list[_Item], failed: dict[int, str]):
+        """gpu_jpeg: decode the batch's JPEGs with nvjpeg, resize on the GPU -> uint8
+        [B, H, W, 3] on the device, and the items it holds (a file nvjpeg rejects is
+        decoded by PIL instead, or recorded as failed)."""
+        import torch
+        import torchvision
+
+        from .images import decode_image, gpu_preprocess
+
+        dev = self.encoder.device
+        jpegs = [it for it in batch if it.jpeg is not None]
+        datas = [torch.frombuffer(bytearray(it.jpeg), dtype=torch.uint8) for it in jpegs]
+        try:
+            decoded = torchvision.io.decode_jpeg(datas, device=dev, mode=torchvision.io.ImageReadMode.RGB) if datas else []
+        except RuntimeError:  # one bad file fails the whole call: go one by one
+            decoded = []
+            for d in datas:
+                try:
+                    decoded.append(torchvision.io.decode_jpeg(d, device=dev, mode=torchvision.io.ImageReadMode.RGB))
+                except RuntimeError:
+                    decoded.append(None)
+        images, kept = [], []
+        by_item = dict(zip((id(it) for it in jpegs), decoded))
+        for it in batch:
+            img = by_item.get(id(it))
+            if it.jpeg is not None and img is None:
+                try:
+                    it.pixels = np.array(decode_image(it.jpeg), dtype=np.uint8)
+                except ImageError as e:
+                    failed[it.row] = str(e)
+                    continue
+            if img is None:
+                img = torch.from_numpy(it.pixels).to(dev).permute(2, 0, 1)  # HWC -> CHW
+            images.append(img)
+            kept.append(it)
+        return (gpu_preprocess(images, self.cfg.preprocess) if images else None), kept
 
     # -- per shard ---------------------------------------------------------------------------
     def run(self, k: int, rows: list[tuple[int, str, str]]) -> ShardReport:
@@ -126,14 +169,19 @@ class ShardWorker:
         t = {"read": 0.0, "decode": 0.0, "forward": 0.0, "wait": 0.0}
 
         def forward(batch: list[_Item]) -> None:
-            pixels = np.stack([it.pixels for it in batch])  # uint8 [B, H, W, 3]
-            idx = np.array([it.row - start for it in batch])
+            if not self.cfg.gpu_jpeg:
+                pixels = np.stack([it.pixels for it in batch])  # uint8 [B, H, W, 3]
             with self._forward_lock:
                 t0 = time.perf_counter()
+                if self.cfg.gpu_jpeg:
+                    pixels, batch = self._gpu_pixels(batch, report.failed)
+                    if not batch:
+                        return
                 p, g = self.encoder.encode(self.encoder.normalize(pixels))  # [B, D], [B, h*w, C]
                 h, w = self.encoder.last_hw
                 p, g = p.cpu().numpy(), g.cpu().numpy()
                 t["forward"] += time.perf_counter() - t0
+            idx = np.array([it.row - start for it in batch])
             pooled[idx] = p
             if grid is not None:
                 if grid_hw is not None:
@@ -161,11 +209,11 @@ class ShardWorker:
             if item.error is not None:
                 report.failed[item.row] = item.error
                 continue
-            bucket = buckets.setdefault(item.pixels.shape[:2], [])
+            bucket = buckets.setdefault(item.key, [])
             bucket.append(item)
             if len(bucket) == bs:
                 forward(bucket)
-                del buckets[item.pixels.shape[:2]]
+                del buckets[item.key]
         for bucket in buckets.values():
             forward(bucket)
 
@@ -188,17 +236,30 @@ class ShardWorker:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def prepare_item(root: str, row: int, rel: str, preprocess: Preprocessor) -> _Item:
-    """Read, decode and resize one image (runs in a decode thread or process)."""
+def prepare_item(root: str, row: int, rel: str, preprocess: Preprocessor, gpu_jpeg: bool = False) -> _Item:
+    """Read, decode and resize one image (runs in a decode thread or process). With
+    gpu_jpeg, a JPEG nvjpeg can take is only read; anything else is decoded here at full
+    size (the GPU resizes every item, so one store never mixes two resize codes)."""
     from clipfeat.manifests import ManifestError, safe_path
+
+    from .images import decode_image, gpu_decodable, read_file
 
     item = _Item(row)
     try:
         path = safe_path(root, rel)
-        img, item.read_s, decode_s = load_image(path)
         t0 = time.perf_counter()
-        item.pixels = preprocess(img)
-        item.decode_s = decode_s + time.perf_counter() - t0
+        data = read_file(path)
+        t1 = time.perf_counter()
+        item.read_s = t1 - t0
+        size = gpu_decodable(data) if gpu_jpeg else None
+        if size is not None:
+            item.jpeg = data
+            item.key = preprocess.output_size(*size)
+        else:
+            img = decode_image(data)
+            item.pixels = np.array(img, dtype=np.uint8) if gpu_jpeg else preprocess(img)
+            item.key = preprocess.output_size(*img.size)
+        item.decode_s = time.perf_counter() - t1
     except (ImageError, ManifestError) as e:
         item.error = str(e)
     return item

@@ -105,3 +105,16 @@ def test_aspect_sizes():
     assert pre.output_size(1000, 300) == (300, 1000)  # longer side capped
     out = pre(Image.new("RGB", (64, 48)))
     assert out.shape == (600, 800, 3) and out.dtype == np.uint8
+
+
+def test_gpu_decodable_routes_only_plain_complete_jpegs():
+    from clipfeat.pipeline.images import gpu_decodable
+
+    rgb = Image.new("RGB", (40, 30), (200, 30, 60))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    assert gpu_decodable(_jpeg(rgb)) == (40, 30)
+    assert gpu_decodable(_jpeg(rgb.convert("L"))) == (40, 30)
+    whole = _jpeg(rgb)
+    for other in (_jpeg(rgb.convert("CMYK")), _jpeg(rgb, exif=exif), whole[: len(whole) - 40], _png(rgb), b"", b"<html>"):
+        assert gpu_decodable(other) is None  # the CPU path decodes these, or names what is wrong
