@@ -94,9 +94,12 @@ class StoreWriter:
     def shard_status(self, k: int) -> ShardStatus | None:
         return ShardStatus.from_json(str(self.group["shard_status"][k]))
 
+    def shard_statuses(self) -> list[ShardStatus | None]:
+        """Every shard's status record (None: never written), in one read."""
+        return [ShardStatus.from_json(str(r)) for r in self.group["shard_status"][:]]
+
     def done_shards(self) -> set[int]:
-        recs = (ShardStatus.from_json(str(r)) for r in self.group["shard_status"][:])
-        return {k for k, r in enumerate(recs) if r is not None and r.done}
+        return {k for k, r in enumerate(self.shard_statuses()) if r is not None and r.done}
 
     def pending_shards(self) -> list[int]:
         done = self.done_shards()

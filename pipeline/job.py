@@ -228,17 +228,17 @@ def run_extract(cfg: ExtractConfig) -> ExtractResult:
     writer = create_store(cfg.out, meta=meta, keys=manifest.keys, codec=cfg.codec, overwrite=cfg.overwrite,
                           storage_options=cfg.storage_options)
     try:
-        done = writer.done_shards()
-        todo = [k for k in range(meta.shards.count) if k not in done]
+        statuses = writer.shard_statuses()
+        todo = [k for k, r in enumerate(statuses) if r is None or not r.done]
         if cfg.retry_failed:
-            todo += sorted(k for k in done if writer.shard_status(k).failed)
+            todo += [k for k, r in enumerate(statuses) if r is not None and r.done and r.failed]
         result = ExtractResult(store=cfg.out, items=len(manifest), computed=0, shards_done=0,
                                shards_skipped=meta.shards.count - len(todo))
         if todo:
             _run_shards(cfg, writer, manifest, todo, weights, pre, result)
         failed = {}
-        for k in range(meta.shards.count):
-            failed.update(writer.shard_status(k).failed)
+        for r in writer.shard_statuses():  # one read of every record, after this run's writes
+            failed.update(r.failed)
         result.failed = failed
         if len(failed) > limit:
             listing = "; ".join(f"{manifest.rows[r].path}: {why}" for r, why in sorted(failed.items())[:20])
