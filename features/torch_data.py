@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .reader import FeatureStore, open_store
 
-__all__ = ["FeatureDataset", "ShardShuffleSampler", "make_loader"]
+__all__ = ["FeatureDataset", "ShardShuffleSampler", "make_loader", "shard_shuffle"]
 
 
 class FeatureDataset(Dataset):
@@ -59,6 +59,28 @@ class FeatureDataset(Dataset):
         return {k: v[0] for k, v in b.items()}
 
 
+def shard_shuffle(
+    rows: np.ndarray, shard_size: int, *, buffer_shards: int = 4, shuffle: bool = True, seed: int = 0, epoch: int = 0
+) -> np.ndarray:
+    """Positions into `rows` (store rows, repeats allowed: e.g. one per question of an image)
+    in shard-local random order: shards in random order, positions shuffled within a buffer
+    of `buffer_shards` shards. A function of (rows, seed, epoch) only. int64 [len(rows)]."""
+    rows = np.asarray(rows, dtype=np.int64)
+    shard_of = rows // shard_size
+    order = np.argsort(shard_of, kind="stable")
+    cuts = np.flatnonzero(np.diff(shard_of[order])) + 1
+    groups = np.split(order, cuts) if len(rows) else []
+    rng = np.random.default_rng([seed, epoch])
+    if shuffle:
+        groups = [groups[i] for i in rng.permutation(len(groups))]
+    buffer_shards = max(1, int(buffer_shards))
+    out = []
+    for i in range(0, len(groups), buffer_shards):
+        buf = np.concatenate(groups[i : i + buffer_shards])
+        out.append(buf[rng.permutation(len(buf))] if shuffle else buf)
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+
+
 class ShardShuffleSampler(Sampler[int]):
     """Yields store rows: random shard order, rows shuffled within a buffer of shards.
 
@@ -76,14 +98,9 @@ class ShardShuffleSampler(Sampler[int]):
         shuffle: bool = True,
         seed: int = 0,
     ) -> None:
-        rows = store.done_rows() if rows is None else np.asarray(rows, dtype=np.int64)
-        size = store.meta.shards.size
-        shard_of = rows // size
-        order = np.argsort(shard_of, kind="stable")
-        rows, shard_of = rows[order], shard_of[order]
-        cuts = np.flatnonzero(np.diff(shard_of)) + 1
-        self.groups: list[np.ndarray] = np.split(rows, cuts) if len(rows) else []
-        self.buffer_shards = max(1, int(buffer_shards))
+        self.rows = store.done_rows() if rows is None else np.asarray(rows, dtype=np.int64)
+        self.shard_size = store.meta.shards.size
+        self.buffer_shards = buffer_shards
         self.shuffle = shuffle
         self.seed = seed
         self.epoch = 0
@@ -92,17 +109,12 @@ class ShardShuffleSampler(Sampler[int]):
         self.epoch = epoch
 
     def __iter__(self) -> Iterator[int]:
-        rng = np.random.default_rng([self.seed, self.epoch])
-        order = rng.permutation(len(self.groups)) if self.shuffle else np.arange(len(self.groups))
-        groups = [self.groups[i] for i in order]
-        for i in range(0, len(groups), self.buffer_shards):
-            buf = np.concatenate(groups[i : i + self.buffer_shards])
-            if self.shuffle:
-                buf = buf[rng.permutation(len(buf))]
-            yield from buf.tolist()
+        pos = shard_shuffle(self.rows, self.shard_size, buffer_shards=self.buffer_shards,
+                            shuffle=self.shuffle, seed=self.seed, epoch=self.epoch)
+        yield from self.rows[pos].tolist()
 
     def __len__(self) -> int:
-        return sum(len(g) for g in self.groups)
+        return len(self.rows)
 
 
 def _already_collated(batch):

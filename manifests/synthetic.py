@@ -58,18 +58,24 @@ class Scene:
         ]
 
     def questions(self, rng: random.Random) -> list[tuple[str, str, str]]:
-        """(question, answer, answer_type) triples in VQA v2 style."""
+        """(question, answer, answer_type) triples in VQA v2 style: colours, counts, presence."""
         first_shape, first_color, _ = self.shapes[0]
-        absent = [s for s in SHAPES if s not in {s for s, _, _ in self.shapes}]
+        present = {s for s, _, _ in self.shapes}
+        colors = {c for _, c, _ in self.shapes}
+        absent = [s for s in SHAPES if s not in present]
+        area = {"square": 1.0, "circle": 0.785, "triangle": 0.5}  # of the bounding square
+        _, biggest_color, _ = max(self.shapes, key=lambda sh: (sh[2][2] - sh[2][0]) ** 2 * area[sh[0]])
         qs = [
             (f"What color is the {first_shape}?", first_color, "other"),
+            ("What color is the biggest shape?", biggest_color, "other"),
             ("How many shapes are there?", str(len(self.shapes)), "number"),
+            (f"Is there a {rng.choice(sorted(colors))} shape?", "yes", "yes/no"),
+            (f"Is there a {rng.choice([c for c in COLORS if c not in colors])} shape?", "no", "yes/no"),
             (f"Is there a {first_shape} in the picture?", "yes", "yes/no"),
         ]
         if absent:
             qs.append((f"Is there a {rng.choice(absent)} in the picture?", "no", "yes/no"))
         return qs
-
 
 def random_scene(rng: random.Random, width: int, height: int) -> Scene:
     scene = Scene(width, height, background=tuple(rng.randint(225, 255) for _ in range(3)))
@@ -156,7 +162,7 @@ def make_coco(
                 ann_id += 1
             for q, a, atype in scene.questions(rng):
                 questions.append({"image_id": image_id, "question": q, "question_id": qid})
-                answers.append(_vqa_annotation(image_id, qid, q, a, atype))
+                answers.append(_vqa_annotation(image_id, qid, q, a, atype, rng))
                 qid += 1
             out[split].append(image_id)
         _dump(os.path.join(root, "annotations", f"captions_{split}.json"), {
@@ -174,14 +180,29 @@ def make_coco(
     return out
 
 
-def _vqa_annotation(image_id: int, qid: int, question: str, answer: str, answer_type: str) -> dict:
+def _vqa_annotation(image_id: int, qid: int, question: str, answer: str, answer_type: str, rng: random.Random) -> dict:
     words = question.split()
     qtype = " ".join(words[:3]).lower().rstrip("?") if answer_type == "other" else " ".join(words[:2]).lower()
+    # Ten annotators, as in VQA v2; about one question in four has 1-3 dissenters, so the
+    # soft scores (0.3, 0.6, 0.9) and the leave-one-out metric see real disagreement.
+    given = [answer] * 10
+    if rng.random() < 0.25:
+        for j in rng.sample(range(10), rng.randint(1, 3)):
+            given[j] = _dissent(answer, answer_type, rng)
     return {
         "question_id": qid, "image_id": image_id, "question_type": qtype, "answer_type": answer_type,
         "multiple_choice_answer": answer,
-        "answers": [{"answer": answer, "answer_confidence": "yes", "answer_id": j + 1} for j in range(10)],
+        "answers": [{"answer": a, "answer_confidence": rng.choice(["yes", "yes", "maybe"]), "answer_id": j + 1}
+                    for j, a in enumerate(given)],
     }
+
+
+def _dissent(answer: str, answer_type: str, rng: random.Random) -> str:
+    if answer_type == "yes/no":
+        return "no" if answer == "yes" else "yes"
+    if answer_type == "number":
+        return rng.choice([str(int(answer) + 1), _NUMBERS[int(answer)]])  # off by one, or the word ("two")
+    return rng.choice([c for c in COLORS if c != answer] + [f"{answer}ish", answer.upper()])
 
 
 def make_vg(root: str | os.PathLike, *, count: int = 24, seed: int = 1, sizes: tuple[tuple[int, int], ...] = SIZES) -> list[int]:

@@ -1,7 +1,7 @@
 """The `clipfeat` command. Subcommands only parse arguments and call the library.
 
 Each package contributes its commands (manifests: manifest; pipeline: extract; features:
-info, verify, ls, export, import, copy).
+info, verify, ls, export, import, copy; trainers: train, eval).
 Heavy libraries are imported inside command bodies so `clipfeat --help` stays fast and never
 imports torch or ray. Any `ClipfeatError` becomes `Error: <one line>` with exit code 2.
 """
@@ -41,6 +41,7 @@ def cli() -> None:
       clipfeat extract --dataset coco --root DATA/coco --model RN50x4 --pretrained openai \\
                        --out features/coco-RN50x4.zarr
       clipfeat info features/coco-RN50x4.zarr
+      clipfeat train vqa --features features/coco-RN50x4.zarr --data DATA/vqa
       clipfeat verify features/coco-RN50x4.zarr
       clipfeat ls s3://team-bucket/features/
     """
@@ -49,10 +50,11 @@ def cli() -> None:
 def _register() -> None:
     from clipfeat.features.cli import COMMANDS as feature_commands
     from clipfeat.manifests.cli import COMMANDS as manifest_commands
+    from clipfeat.trainers.cli import COMMANDS as trainer_commands
 
     from .extract_cli import COMMANDS as pipeline_commands
 
-    for cmd in [*manifest_commands, *pipeline_commands, *feature_commands]:
+    for cmd in [*manifest_commands, *pipeline_commands, *feature_commands, *trainer_commands]:
         cli.add_command(cmd)
 
 

@@ -66,3 +66,15 @@ def test_loader_with_worker_processes(store):
     assert rows.tolist() == list(range(70))
     item = FeatureDataset(url, ("pooled",))[5]
     np.testing.assert_array_equal(item["pooled"].numpy(), vals["pooled"][5])
+
+
+def test_shard_shuffle_positions_with_repeated_rows():
+    from clipfeat.features.torch_data import shard_shuffle
+
+    rows = np.repeat(np.arange(40), 3)[::-1].copy()  # three samples per store row, any order
+    pos = shard_shuffle(rows, 8, buffer_shards=2, seed=3, epoch=1)
+    assert sorted(pos.tolist()) == list(range(len(rows)))  # every sample exactly once
+    shards = rows[pos] // 8
+    assert all(len(set(shards[i : i + 48])) <= 2 for i in range(0, len(pos), 48))  # 2 shards x 8 rows x 3
+    np.testing.assert_array_equal(pos, shard_shuffle(rows, 8, buffer_shards=2, seed=3, epoch=1))
+    assert not np.array_equal(pos, shard_shuffle(rows, 8, buffer_shards=2, seed=3, epoch=2))

@@ -1,0 +1,54 @@
+"""`clipfeat train TASK` and `clipfeat eval TASK`.
+
+`train` hands its arguments to the task's `main(argv)` (the trainer owns its flags and its
+`--set key=value` config keys, listed by `clipfeat train TASK --help`); `eval` parses and calls
+the task's metric. Torch is imported only inside the command bodies.
+"""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+__all__ = ["COMMANDS"]
+
+_PASS_THROUGH = {"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []}
+
+
+@click.group("train")
+def train() -> None:
+    """Train a task model on a feature store (`clipfeat train vqa --help` for its options)."""
+
+
+@train.command("vqa", context_settings=_PASS_THROUGH, add_help_option=False)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def train_vqa(args: tuple[str, ...]) -> None:
+    """VQA v2: BUTD or MCAN on grid features (--features STORE --data DIR [--set k=v ...])."""
+    from clipfeat.trainers.vqa.train import main
+
+    main(list(args))
+
+
+@click.group("eval")
+def evaluate() -> None:
+    """Score predictions with a task's official metric."""
+
+
+@evaluate.command("vqa")
+@click.option("--results", required=True, type=click.Path(exists=True, dir_okay=False), help="[{question_id, answer}] JSON")
+@click.option("--annotations", required=True, type=click.Path(exists=True, dir_okay=False), help="v2_mscoco_*_annotations.json")
+@click.option("--questions", type=click.Path(exists=True, dir_okay=False), help="v2_OpenEnded_mscoco_*_questions.json (checks ids)")
+@click.option("--json", "as_json", is_flag=True, help="print {overall, perAnswerType, perQuestionType} as JSON")
+def eval_vqa(results: str, annotations: str, questions: str | None, as_json: bool) -> None:
+    """VQA accuracy as the official vqaEval.py computes it (percent, two decimals)."""
+    from clipfeat.trainers.vqa.metric import evaluate as vqa_evaluate, format_scores
+
+    try:
+        scores = vqa_evaluate(results, annotations, questions)
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
+    click.echo(json.dumps(scores.to_json()) if as_json else format_scores(scores))
+
+
+COMMANDS = [train, evaluate]

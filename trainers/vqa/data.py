@@ -1,0 +1,255 @@
+"""VQA v2 data over a feature store: files, vocabularies, soft targets, batches.
+
+Files as distributed (in `--data DIR`):
+    v2_OpenEnded_mscoco_{split}_questions.json   {"questions": [{question_id, image_id, question}]}
+    v2_mscoco_{split}_annotations.json           {"annotations": [{question_id, image_id, question_type,
+                                                    answer_type, multiple_choice_answer, answers[10]}]}
+for split in train2014, val2014 (annotated) and test-dev2015, test2015 (questions only).
+
+Questions are samples; images are store rows (key = COCO image id). A batch of questions
+reads each distinct image of the batch once through the store's batch reader, in the
+shard-local order of `features.torch_data.shard_shuffle`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+
+from clipfeat.features import FeatureStore
+from clipfeat.features.torch_data import shard_shuffle
+
+from ..core import ConfigError
+from .metric import normalize_answer, soft_score
+
+__all__ = [
+    "PAD",
+    "UNK",
+    "VQASplit",
+    "Vocab",
+    "load_split",
+    "tokenize",
+    "build_question_vocab",
+    "build_answer_vocab",
+    "encode_split",
+    "answer_prior",
+    "Batches",
+]
+
+PAD, UNK = "<pad>", "<unk>"
+_TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+
+
+def tokenize(question: str) -> list[str]:
+    """Lower-cased word tokens; punctuation dropped, "what's" kept as one token."""
+    return _TOKEN.findall(question.lower())
+
+
+@dataclass
+class Vocab:
+    """Index <-> string. Question vocabularies start with PAD (0) and UNK (1)."""
+
+    itos: list[str]
+    stoi: dict[str, int] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.stoi = {s: i for i, s in enumerate(self.itos)}
+
+    def __len__(self) -> int:
+        return len(self.itos)
+
+
+def build_question_vocab(questions: Sequence[dict], min_count: int = 1) -> Vocab:
+    counts = Counter(t for q in questions for t in tokenize(q["question"]))
+    words = sorted((w for w, c in counts.items() if c >= min_count), key=lambda w: (-counts[w], w))
+    return Vocab([PAD, UNK, *words])
+
+
+def build_answer_vocab(annotations: Sequence[dict], min_count: int = 9) -> Vocab:
+    """Normalised `multiple_choice_answer`s given for at least `min_count` training questions
+    (bottom-up-attention-vqa's rule: 9 on train+val gives the usual 3,129 answers)."""
+    counts = Counter(normalize_answer(a["multiple_choice_answer"]) for a in annotations)
+    answers = sorted((a for a, c in counts.items() if c >= min_count), key=lambda a: (-counts[a], a))
+    if not answers:
+        raise ConfigError(f"no answer occurs {min_count}+ times in the training split; lower --set min_answer_count")
+    return Vocab(answers)
+
+
+@dataclass
+class RawSplit:
+    name: str
+    questions: list[dict]
+    annotations: list[dict] | None  # None for the test splits
+
+
+def load_split(data_dir: str | Path, split: str) -> RawSplit:
+    """The split's questions (required) and annotations (when the file is there)."""
+    d = Path(data_dir)
+    qpath = d / f"v2_OpenEnded_mscoco_{split}_questions.json"
+    apath = d / f"v2_mscoco_{split}_annotations.json"
+    if not qpath.is_file():
+        raise ConfigError(f"{qpath} not found; --data must hold the VQA v2 question files of split {split}")
+    try:
+        questions = json.loads(qpath.read_text())["questions"]
+        annotations = json.loads(apath.read_text())["annotations"] if apath.is_file() else None
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise ConfigError(f"{qpath.parent}: split {split} is not in the VQA v2 format ({e})") from None
+    if annotations is not None:
+        by_q = {a["question_id"]: a for a in annotations}
+        missing = sum(q["question_id"] not in by_q for q in questions)
+        if missing:
+            raise ConfigError(f"{apath.name}: {missing} questions of {qpath.name} have no annotation; use matching files")
+        annotations = [by_q[q["question_id"]] for q in questions]  # aligned with questions
+    return RawSplit(split, questions, annotations)
+
+
+@dataclass
+class VQASplit:
+    """A split encoded against the store and the vocabularies; arrays indexed by sample."""
+
+    name: str
+    question_ids: np.ndarray  # [Q] int64
+    rows: np.ndarray  # [Q] int64 store row of the question's image
+    tokens: np.ndarray  # [Q, max_tokens] int64, PAD = 0
+    target_ptr: np.ndarray  # [Q+1] CSR offsets into target_idx / target_score
+    target_idx: np.ndarray  # answer indices with a non-zero soft score
+    target_score: np.ndarray  # float32 soft scores (0.3, 0.6, 0.9, 1.0)
+    annotations: list[dict] | None  # official annotations of the kept questions (for the metric)
+    skipped: int  # questions dropped because their image has no features in the store
+
+    def __len__(self) -> int:
+        return len(self.question_ids)
+
+    def targets(self, idx: np.ndarray, num_answers: int) -> torch.Tensor:
+        """Dense soft targets [B, A] for samples `idx`."""
+        out = torch.zeros(len(idx), num_answers)
+        for b, i in enumerate(idx):
+            s, e = self.target_ptr[i], self.target_ptr[i + 1]
+            out[b, torch.from_numpy(self.target_idx[s:e])] = torch.from_numpy(self.target_score[s:e])
+        return out
+
+
+def encode_split(
+    raw: RawSplit, store: FeatureStore, qvocab: Vocab, avocab: Vocab, *, max_tokens: int, strict: bool
+) -> VQASplit:
+    """Tokenise, map images to store rows, compute soft targets. Questions whose image is not
+    in the store (or failed / not yet extracted) are counted and skipped, or fail with `strict`."""
+    available = np.zeros(len(store), dtype=bool)
+    available[store.done_rows()] = True
+    row_of = {}
+    for key, row in zip(store.keys, range(len(store))):
+        row_of[key] = row
+    keep, rows = [], []
+    for i, q in enumerate(raw.questions):
+        r = row_of.get(str(q["image_id"]))
+        if r is not None and available[r]:
+            keep.append(i)
+            rows.append(r)
+    skipped = len(raw.questions) - len(keep)
+    if skipped and strict:
+        raise ConfigError(
+            f"{skipped} of {len(raw.questions)} {raw.name} questions have no image features in {store.url}; "
+            "extract those images or drop --strict to skip them"
+        )
+    tokens = np.zeros((len(keep), max_tokens), dtype=np.int64)
+    ptr, tidx, tscore = [0], [], []
+    unk = qvocab.stoi[UNK]
+    for j, i in enumerate(keep):
+        ids = [qvocab.stoi.get(t, unk) for t in tokenize(raw.questions[i]["question"])[:max_tokens]]
+        tokens[j, : len(ids)] = ids
+        if raw.annotations is not None:
+            counts = Counter(normalize_answer(a["answer"]) for a in raw.annotations[i]["answers"])
+            for ans, c in counts.items():
+                if ans in avocab.stoi:
+                    tidx.append(avocab.stoi[ans])
+                    tscore.append(soft_score(c))
+        ptr.append(len(tidx))
+    return VQASplit(
+        name=raw.name,
+        question_ids=np.array([raw.questions[i]["question_id"] for i in keep], dtype=np.int64),
+        rows=np.array(rows, dtype=np.int64),
+        tokens=tokens,
+        target_ptr=np.array(ptr, dtype=np.int64),
+        target_idx=np.array(tidx, dtype=np.int64),
+        target_score=np.array(tscore, dtype=np.float32),
+        annotations=None if raw.annotations is None else [raw.annotations[i] for i in keep],
+        skipped=skipped,
+    )
+
+
+def answer_prior(train: RawSplit) -> dict[str, str]:
+    """The answer-prior baseline: question_type -> most common (normalised) training answer."""
+    per_type: dict[str, Counter] = {}
+    for a in train.annotations or []:
+        per_type.setdefault(a["question_type"], Counter())[normalize_answer(a["multiple_choice_answer"])] += 1
+    return {t: max(c.items(), key=lambda kv: (kv[1], kv[0]))[0] for t, c in per_type.items()}
+
+
+def _cell_positions(hw: torch.Tensor, cells: int) -> torch.Tensor:
+    """Grid cell boxes [B, cells, 4] = (x0, y0, x1, y1) in [0, 1] from grid sizes hw [B, 2]
+    (row-major cells, as the store flattens H×W). Padding cells get zeros."""
+    i = torch.arange(cells).unsqueeze(0)  # [1, cells]
+    h, w = hw[:, :1].float(), hw[:, 1:].float()  # [B, 1]
+    r, c = torch.div(i, hw[:, 1:], rounding_mode="floor").float(), (i % hw[:, 1:]).float()
+    pos = torch.stack([c / w, r / h, (c + 1) / w, (r + 1) / h], dim=-1)
+    return pos * (i < hw[:, :1] * hw[:, 1:]).unsqueeze(-1)
+
+
+class Batches:
+    """Batches of a split: {"idx", "grid" [B, cells, C] f16, "mask" [B, cells] bool | None,
+    "pos" [B, cells, 4], "tokens" [B, T], "targets" [B, A] (annotated splits)}.
+
+    Each distinct image of a batch is read once (a question batch of 256 touches ~50–250
+    images). Training order: `shard_shuffle` over the questions' rows, a function of
+    (seed, epoch); evaluation order: the split's order.
+    """
+
+    def __init__(self, split: VQASplit, store: FeatureStore, *, batch_size: int, num_answers: int,
+                 shuffle: bool, seed: int = 0, buffer_shards: int = 4) -> None:
+        self.split, self.store = split, store
+        self.batch_size, self.num_answers = batch_size, num_answers
+        self.shuffle, self.seed, self.buffer_shards = shuffle, seed, buffer_shards
+
+    def __len__(self) -> int:
+        return -(-len(self.split) // self.batch_size)
+
+    def order(self, epoch: int) -> np.ndarray:
+        if not self.shuffle:
+            return np.arange(len(self.split))
+        return shard_shuffle(self.split.rows, self.store.meta.shards.size, buffer_shards=self.buffer_shards,
+                             seed=self.seed, epoch=epoch)
+
+    def __call__(self, epoch: int = 0) -> Iterator[dict]:
+        order = self.order(epoch)
+        for s in range(0, len(order), self.batch_size):
+            yield self.load(order[s : s + self.batch_size])
+
+    def load(self, idx: np.ndarray) -> dict:
+        sp = self.split
+        uniq, inverse = np.unique(sp.rows[idx], return_inverse=True)
+        feats = self.store.batch(uniq, ("grid",))
+        inv = torch.from_numpy(inverse)
+        grid = torch.from_numpy(feats["grid"])[inv]  # [B, cells, C]
+        if "grid_mask" in feats:
+            mask = torch.from_numpy(feats["grid_mask"])[inv]
+            hw = torch.from_numpy(feats["grid_hw"]).long()[inv]
+        else:
+            mask = None
+            hw = torch.tensor(self.store.meta.layout.grid_hw).expand(len(idx), 2)
+        batch = {
+            "idx": torch.from_numpy(idx),
+            "grid": grid,
+            "mask": mask,
+            "pos": _cell_positions(hw, grid.shape[1]),
+            "tokens": torch.from_numpy(sp.tokens[idx]),
+        }
+        if sp.annotations is not None:
+            batch["targets"] = sp.targets(idx, self.num_answers)
+        return batch

@@ -1,0 +1,207 @@
+"""VQA models over grid features: BUTD-style top-down attention and MCAN-small.
+
+Both take
+    grid   [B, N, C]  CLIP grid cells (ResNet layer4 / ViT patches), N = H·W (padded for aspect stores)
+    mask   [B, N]     True = real cell, or None when every cell is real
+    pos    [B, N, 4]  cell box (x0, y0, x1, y1) in [0, 1], used when `use_pos`
+    tokens [B, T]     question word ids, 0 = padding
+and return answer logits [B, A] (trained with binary cross-entropy on soft scores).
+
+CLIP-ViL's recipe is exactly this swap: the detector's region features are replaced by the
+grid cells of CLIP's visual encoder, the VQA model is otherwise unchanged.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["BUTD", "MCAN", "FeatureNorm", "build_model"]
+
+
+def _masked_softmax(logits: torch.Tensor, mask: torch.Tensor | None, dim: int = 1) -> torch.Tensor:
+    if mask is not None:
+        logits = logits.masked_fill(~mask.unsqueeze(-1), torch.finfo(logits.dtype).min)
+    return torch.softmax(logits, dim=dim)
+
+
+def _last_state(outputs: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """outputs [B, T, D] of a left-to-right RNN -> the state after the last real token [B, D]."""
+    last = (tokens != 0).sum(1).clamp(min=1) - 1  # [B]
+    return outputs[torch.arange(len(tokens), device=tokens.device), last]
+
+
+class FeatureNorm(nn.Module):
+    """Per-channel standardisation with statistics of the training features, kept as buffers
+    so checkpoints carry them. CLIP layer4 activations are large and uncentred (and a random
+    tiny encoder's are ~1e-4, below LayerNorm's eps), so a fixed-scale norm would not do."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(channels))
+        self.register_buffer("std", torch.ones(channels))
+
+    @torch.no_grad()
+    def fit(self, grid: torch.Tensor, mask: torch.Tensor | None) -> None:
+        """grid [B, N, C] sample of training features, mask [B, N] True = real cell."""
+        cells = grid.float().flatten(0, 1) if mask is None else grid.float()[mask]  # [M, C]
+        self.mean.copy_(cells.mean(0))
+        self.std.copy_(cells.std(0).clamp_min(1e-3 * float(cells.std()) + 1e-12))  # dead channels stay finite
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+class GatedTanh(nn.Module):
+    """y = tanh(W x) ⊙ sigmoid(W' x): the gated layer of Anderson et al.'s BUTD VQA model."""
+
+    def __init__(self, d_in: int, d_out: int) -> None:
+        super().__init__()
+        self.fc = nn.Linear(d_in, 2 * d_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, g = self.fc(x).chunk(2, dim=-1)
+        return torch.tanh(a) * torch.sigmoid(g)
+
+
+class BUTD(nn.Module):
+    """Bottom-up top-down attention VQA (Anderson et al. 2018; Teney et al. 2018), with grid
+    cells in place of detector boxes: GRU question encoder, question-guided soft attention
+    over cells, gated fusion (q ⊙ v), MLP classifier."""
+
+    def __init__(self, *, vocab_size: int, num_answers: int, channels: int, word_dim: int = 300,
+                 hidden: int = 1024, use_pos: bool = True, dropout: float = 0.2, classifier_dropout: float = 0.5) -> None:
+        super().__init__()
+        self.use_pos = use_pos
+        v_dim = channels + (4 if use_pos else 0)
+        self.v_norm = FeatureNorm(channels)
+        self.w_emb = nn.Embedding(vocab_size, word_dim, padding_idx=0)
+        self.q_rnn = nn.GRU(word_dim, hidden, batch_first=True)
+        self.att_v, self.att_q = GatedTanh(v_dim, hidden), GatedTanh(hidden, hidden)
+        self.att_out = nn.Linear(hidden, 1)
+        self.q_net, self.v_net = GatedTanh(hidden, hidden), GatedTanh(v_dim, hidden)
+        self.drop = nn.Dropout(dropout)
+        self.classifier = nn.Sequential(
+            GatedTanh(hidden, 2 * hidden), nn.Dropout(classifier_dropout), nn.Linear(2 * hidden, num_answers)
+        )
+
+    def forward(self, grid, mask, pos, tokens) -> torch.Tensor:
+        v = self.v_norm(grid)  # [B, N, C]
+        if self.use_pos:
+            v = torch.cat([v, pos.to(v.dtype)], dim=-1)  # [B, N, C+4]
+        q = _last_state(self.q_rnn(self.w_emb(tokens))[0], tokens)  # [B, H]
+        joint = self.att_v(v) * self.att_q(q).unsqueeze(1)  # [B, N, H]
+        att = _masked_softmax(self.att_out(self.drop(joint)), mask)  # [B, N, 1]
+        v_att = (att * v).sum(1)  # [B, C(+4)]
+        fused = self.q_net(q) * self.v_net(v_att)  # [B, H]
+        return self.classifier(fused)  # [B, A]
+
+
+class MHAtt(nn.Module):
+    def __init__(self, d: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        self.h, self.p = heads, dropout
+        self.q, self.k, self.v, self.o = (nn.Linear(d, d) for _ in range(4))
+
+    def forward(self, x, y, y_mask) -> torch.Tensor:
+        """x [B, Nq, d] attends over y [B, Nk, d]; y_mask [B, Nk] True = real (or None)."""
+        B, Nq, d = x.shape
+        split = lambda t: t.view(B, -1, self.h, d // self.h).transpose(1, 2)  # noqa: E731  [B, h, N, d/h]
+        attn_mask = None if y_mask is None else y_mask[:, None, None, :]  # [B, 1, 1, Nk]
+        out = F.scaled_dot_product_attention(split(self.q(x)), split(self.k(y)), split(self.v(y)),
+                                             attn_mask=attn_mask, dropout_p=self.p if self.training else 0.0)
+        return self.o(out.transpose(1, 2).reshape(B, Nq, d))
+
+
+class FFN(nn.Sequential):
+    def __init__(self, d: int, ff: int, dropout: float) -> None:
+        super().__init__(nn.Linear(d, ff), nn.ReLU(), nn.Dropout(dropout), nn.Linear(ff, d))
+
+
+class SA(nn.Module):
+    """Self-attention block (post-norm, as MCAN)."""
+
+    def __init__(self, d: int, heads: int, ff: int, dropout: float) -> None:
+        super().__init__()
+        self.att, self.ffn = MHAtt(d, heads, dropout), FFN(d, ff, dropout)
+        self.n1, self.n2, self.drop = nn.LayerNorm(d), nn.LayerNorm(d), nn.Dropout(dropout)
+
+    def forward(self, x, x_mask):
+        x = self.n1(x + self.drop(self.att(x, x, x_mask)))
+        return self.n2(x + self.drop(self.ffn(x)))
+
+
+class SGA(nn.Module):
+    """Self-attention on image cells, then attention guided by the question, then FFN."""
+
+    def __init__(self, d: int, heads: int, ff: int, dropout: float) -> None:
+        super().__init__()
+        self.self_att, self.guided, self.ffn = MHAtt(d, heads, dropout), MHAtt(d, heads, dropout), FFN(d, ff, dropout)
+        self.n1, self.n2, self.n3, self.drop = nn.LayerNorm(d), nn.LayerNorm(d), nn.LayerNorm(d), nn.Dropout(dropout)
+
+    def forward(self, x, x_mask, y, y_mask):
+        x = self.n1(x + self.drop(self.self_att(x, x, x_mask)))
+        x = self.n2(x + self.drop(self.guided(x, y, y_mask)))
+        return self.n3(x + self.drop(self.ffn(x)))
+
+
+class AttFlat(nn.Module):
+    """MCAN's attentional reduction: a softmax over positions, weighted sum, projection."""
+
+    def __init__(self, d: int, out: int, dropout: float) -> None:
+        super().__init__()
+        self.score = nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Dropout(dropout), nn.Linear(d, 1))
+        self.proj = nn.Linear(d, out)
+
+    def forward(self, x, mask):
+        att = _masked_softmax(self.score(x), mask)  # [B, N, 1]
+        return self.proj((att * x).sum(1))  # [B, out]
+
+
+class MCAN(nn.Module):
+    """MCAN-small (Yu et al. 2019), encoder-decoder: an LSTM over words, `layers` self-attention
+    blocks on the question (encoder), `layers` self + question-guided attention blocks on the
+    grid cells (decoder, each guided by the encoder's output), attentional reduction of both,
+    LayerNorm(q + v), linear classifier."""
+
+    def __init__(self, *, vocab_size: int, num_answers: int, channels: int, word_dim: int = 300, d_model: int = 512,
+                 layers: int = 6, heads: int = 8, ff_dim: int = 2048, dropout: float = 0.1, use_pos: bool = True) -> None:
+        super().__init__()
+        self.use_pos = use_pos
+        self.w_emb = nn.Embedding(vocab_size, word_dim, padding_idx=0)
+        self.lstm = nn.LSTM(word_dim, d_model, batch_first=True)
+        self.v_norm = FeatureNorm(channels)
+        self.v_proj = nn.Linear(channels + (4 if use_pos else 0), d_model)
+        self.enc = nn.ModuleList(SA(d_model, heads, ff_dim, dropout) for _ in range(layers))
+        self.dec = nn.ModuleList(SGA(d_model, heads, ff_dim, dropout) for _ in range(layers))
+        self.q_flat, self.v_flat = AttFlat(d_model, 2 * d_model, dropout), AttFlat(d_model, 2 * d_model, dropout)
+        self.norm = nn.LayerNorm(2 * d_model)
+        self.classifier = nn.Linear(2 * d_model, num_answers)
+
+    def forward(self, grid, mask, pos, tokens) -> torch.Tensor:
+        q_mask = tokens != 0  # [B, T]
+        q_mask[:, 0] = True  # an empty question still has one (padding) position to attend
+        q = self.lstm(self.w_emb(tokens))[0]  # [B, T, d]
+        v = self.v_norm(grid)
+        if self.use_pos:
+            v = torch.cat([v, pos.to(v.dtype)], dim=-1)
+        v = self.v_proj(v)  # [B, N, d]
+        for blk in self.enc:
+            q = blk(q, q_mask)
+        for blk in self.dec:
+            v = blk(v, mask, q, q_mask)
+        fused = self.norm(self.q_flat(q, q_mask) + self.v_flat(v, mask))  # [B, 2d]
+        return self.classifier(fused)  # [B, A]
+
+
+def build_model(cfg, *, vocab_size: int, num_answers: int, channels: int) -> nn.Module:
+    """The model named by `cfg.model` with the sizes in `cfg` (a VQAConfig)."""
+    common = dict(vocab_size=vocab_size, num_answers=num_answers, channels=channels, word_dim=cfg.word_dim, use_pos=cfg.use_pos)
+    if cfg.model == "butd":
+        return BUTD(**common, hidden=cfg.hidden, dropout=cfg.dropout, classifier_dropout=cfg.classifier_dropout)
+    if cfg.model == "mcan":
+        return MCAN(**common, d_model=cfg.d_model, layers=cfg.layers, heads=cfg.heads, ff_dim=cfg.ff_dim, dropout=cfg.dropout)
+    from ..core import ConfigError
+
+    raise ConfigError(f"model={cfg.model!r} is not a VQA model; use --set model=butd or model=mcan")
