@@ -107,6 +107,8 @@ TINY = {
     "tinyrn": {"embed_dim": 32, "vision_cfg": {"image_size": 64, "layers": [1, 1, 1, 1], "width": 8, "head_width": 16, "patch_size": None}},
     # ViT: 16-pixel patches, 48 wide, 2 blocks -> 32-d
     "tinyvit": {"embed_dim": 32, "vision_cfg": {"image_size": 64, "layers": 2, "width": 48, "head_width": 16, "patch_size": 16}},
+    # the same ViT at 128 px: an 8x8 grid, fine enough for the trainers' synthetic questions
+    "tinyvit128": {"embed_dim": 32, "vision_cfg": {"image_size": 128, "layers": 2, "width": 48, "head_width": 16, "patch_size": 16}},
 }
 
 

@@ -72,14 +72,24 @@ def build_question_vocab(questions: Sequence[dict], min_count: int = 1) -> Vocab
     return Vocab([PAD, UNK, *words])
 
 
-def build_answer_vocab(annotations: Sequence[dict], min_count: int = 9) -> Vocab:
+def build_answer_vocab(annotations: Sequence[dict], min_count: int = 9) -> tuple[Vocab, list[str]]:
     """Normalised `multiple_choice_answer`s given for at least `min_count` training questions
-    (bottom-up-attention-vqa's rule: 9 on train+val gives the usual 3,129 answers)."""
-    counts = Counter(normalize_answer(a["multiple_choice_answer"]) for a in annotations)
+    (bottom-up-attention-vqa's rule: 9 on train+val gives the usual 3,129 answers), and for
+    each the raw spelling annotators used most, which is what predictions output: the official
+    metric compares un-normalised strings when all ten annotators agree ("t-shirt" must not
+    come out as "t shirt")."""
+    counts: Counter = Counter()
+    spellings: dict[str, Counter] = {}
+    for a in annotations:
+        raw = " ".join(a["multiple_choice_answer"].split())
+        norm = normalize_answer(raw)
+        counts[norm] += 1
+        spellings.setdefault(norm, Counter())[raw] += 1
     answers = sorted((a for a, c in counts.items() if c >= min_count), key=lambda a: (-counts[a], a))
     if not answers:
         raise ConfigError(f"no answer occurs {min_count}+ times in the training split; lower --set min_answer_count")
-    return Vocab(answers)
+    surface = [max(spellings[a].items(), key=lambda kv: (kv[1], kv[0]))[0] for a in answers]
+    return Vocab(answers), surface
 
 
 @dataclass

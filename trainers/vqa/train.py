@@ -40,7 +40,7 @@ from . import metric
 from .data import Batches, RawSplit, Vocab, answer_prior, build_answer_vocab, build_question_vocab, encode_split, load_split
 from .models import build_model
 
-__all__ = ["VQAConfig", "main", "predict"]
+__all__ = ["VQAConfig", "forward", "main", "predict", "vqa_loss"]
 
 DEFAULT_LR = {"butd": 2e-3, "mcan": 1e-4}
 
@@ -77,7 +77,8 @@ def vqa_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits.float(), targets, reduction="sum") / len(logits)
 
 
-def _forward(model, batch: dict, device: torch.device) -> torch.Tensor:
+def forward(model, batch: dict, device: torch.device) -> torch.Tensor:
+    """Answer logits [B, A] for a batch of `Batches` (features moved to `device` as float32)."""
     mask = batch["mask"]
     return model(
         batch["grid"].to(device, torch.float32, non_blocking=True),
@@ -88,20 +89,18 @@ def _forward(model, batch: dict, device: torch.device) -> torch.Tensor:
 
 
 @torch.no_grad()
-def predict(model, batches: Batches, answers: Vocab, device: torch.device) -> list[dict]:
-    """Official results format, one entry per question of the split, in split order."""
+def predict(model, batches: Batches, answers: list[str], device: torch.device) -> list[dict]:
+    """Official results format, one entry per question of the split, in split order.
+    `answers`: the output string of each answer class."""
     model.eval()
     out = []
     qids = batches.split.question_ids
     for batch in batches():
-        best = _forward(model, batch, device).argmax(-1).cpu().numpy()
-        out += [{"question_id": int(qids[i]), "answer": answers.itos[a]} for i, a in zip(batch["idx"].numpy(), best)]
+        best = forward(model, batch, device).argmax(-1).cpu().numpy()
+        out += [{"question_id": int(qids[i]), "answer": answers[a]} for i, a in zip(batch["idx"].numpy(), best)]
     return out
 
 
-def _score(results: list[dict], split) -> metric.VQAScores:
-    ids = [r["question_id"] for r in results]
-    return metric.evaluate(results, {"annotations": split.annotations}, question_ids=ids)
 
 
 def _merge(raws: list[RawSplit]) -> RawSplit:
@@ -131,9 +130,10 @@ def main(argv: list[str] | None = None) -> FitResult:
         raise ConfigError(f"eval_split={cfg.eval_split} has no annotations file; evaluate on val2014, predict test splits")
     if args.resume:  # the vocabularies the checkpoint's output layer was built for
         extra = load_checkpoint(run.latest)["extra"]
-        qvocab, avocab = Vocab(extra["question_vocab"]), Vocab(extra["answer_vocab"])
+        qvocab, avocab, surface = Vocab(extra["question_vocab"]), Vocab(extra["answer_vocab"]), extra["answer_surface"]
     else:
-        qvocab, avocab = build_question_vocab(train_raw.questions), build_answer_vocab(train_raw.annotations, cfg.min_answer_count)
+        qvocab = build_question_vocab(train_raw.questions)
+        avocab, surface = build_answer_vocab(train_raw.annotations, cfg.min_answer_count)
     train = encode_split(train_raw, store, qvocab, avocab, max_tokens=cfg.max_tokens, strict=cfg.strict)
     evals = encode_split(eval_raw, store, qvocab, avocab, max_tokens=cfg.max_tokens, strict=cfg.strict)
     for sp, raw in ((train, train_raw), (evals, eval_raw)):
@@ -148,9 +148,10 @@ def main(argv: list[str] | None = None) -> FitResult:
 
     # The answer-prior baseline (most common training answer per question type): the floor
     # any model that looks at the image must clear.
+    gt = metric.load_annotations({"annotations": evals.annotations})  # prepared once, scored every epoch
     prior = answer_prior(train_raw)
-    baseline = _score([{"question_id": int(q), "answer": prior.get(a["question_type"], "yes")}
-                       for q, a in zip(evals.question_ids, evals.annotations)], evals).overall
+    baseline = metric.evaluate([{"question_id": int(q), "answer": prior.get(a["question_type"], "yes")}
+                                for q, a in zip(evals.question_ids, evals.annotations)], gt).overall
 
     # -- model --------------------------------------------------------------------------------
     model = build_model(cfg, vocab_size=len(qvocab), num_answers=len(avocab), channels=layout.grid_channels).to(device)
@@ -161,11 +162,11 @@ def main(argv: list[str] | None = None) -> FitResult:
     scheduler = make_scheduler(optimizer, cfg, total_steps=cfg.epochs * len(train_batches))
 
     def train_step(batch: dict) -> dict:
-        logits = _forward(model, batch, device)
+        logits = forward(model, batch, device)
         return {"loss": vqa_loss(logits, batch["targets"].to(device)), "samples": len(logits)}
 
     def evaluate(epoch: int) -> dict:
-        scores = _score(predict(model, eval_batches, avocab, device), evals)
+        scores = metric.evaluate(predict(model, eval_batches, surface, device), gt)
         per_type = {f"acc_{t}": v for t, v in scores.per_answer_type.items()}
         return {"accuracy": scores.overall, **per_type, "baseline": baseline}
 
@@ -173,16 +174,16 @@ def main(argv: list[str] | None = None) -> FitResult:
         run=run, cfg=cfg, model=model, optimizer=optimizer, scheduler=scheduler,
         train_batches=train_batches, steps_per_epoch=len(train_batches), train_step=train_step,
         evaluate=evaluate, metric="accuracy", device=device, resume=args.resume is not None,
-        extra={"question_vocab": qvocab.itos, "answer_vocab": avocab.itos}, title=f"VQA {cfg.model} on {store.meta.encoder.model}",
+        extra={"question_vocab": qvocab.itos, "answer_vocab": avocab.itos, "answer_surface": surface}, title=f"VQA {cfg.model} on {store.meta.encoder.model}",
     )
 
     # -- predictions of the best checkpoint -----------------------------------------------------
     model.load_state_dict(load_checkpoint(run.best if run.best.exists() else run.latest)["model"])
-    run.write_json(run.predictions(cfg.eval_split), predict(model, eval_batches, avocab, device))
+    run.write_json(run.predictions(cfg.eval_split), predict(model, eval_batches, surface, device))
     for split in cfg.predict_splits:
         sp = encode_split(load_split(cfg.data, split), store, qvocab, avocab, max_tokens=cfg.max_tokens, strict=cfg.strict)
         batches = Batches(sp, store, batch_size=cfg.batch_size, num_answers=len(avocab), shuffle=False)
-        run.write_json(run.predictions(split), predict(model, batches, avocab, device))
+        run.write_json(run.predictions(split), predict(model, batches, surface, device))
     summary = {"run": str(run.path), "best_accuracy": result.best, "best_epoch": result.best_epoch,
                "baseline_accuracy": baseline, "train_samples_per_s": round(result.samples_per_s, 1)}
     print(json.dumps(summary))

@@ -1,0 +1,223 @@
+"""What the feature cache buys a VQA trainer: samples/s from the store vs from RAM vs online.
+
+Data: N synthetic COCO images (640x480-class JPEGs, ~7 VQA questions each) and their RN50
+feature store (7x7 grid x 2048 channels, fixed 224 px), written by the real pipeline
+(`run_extract`, random RN50 weights: weights do not change the speed).
+
+The same BUTD trainer step (forward, BCE on soft targets, backward, AdamW) on the same
+question batches (the trainer's shard-shuffled order), fed three ways:
+
+  store    the trainer's loader: `Batches` over the store, read ahead in a thread (`Prefetcher`)
+  ram      the same features already in a torch tensor in memory (the loader's ceiling)
+  online   no cache: each batch's images read, decoded and resized (in a read-ahead thread, 2
+           decode threads), then RN50 computes the grids in the loop, then the same step
+
+  cached_vs_online_speedup = store / online       (target >= 20 on the 2-core CPU)
+  loader_vs_ram_ratio      = store / ram          (target >= 0.9: the model bounds training)
+
+Each figure: the median over --repeats, with the three feeds interleaved in every repeat.
+Models: BUTD at its default size (hidden 1024, bottom-up-attention-vqa's) and at hidden 256;
+the JSON keys without suffix are the default size.
+Run:  python benchmarks/train_vqa.py [--quick] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+
+warnings.filterwarnings("ignore", module="zarr")
+
+
+def build(root: str, n: int) -> tuple[str, object]:
+    """Synthetic COCO + its RN50 store; returns (store path, EncoderSpec)."""
+    import open_clip
+    import torch
+
+    from clipfeat.manifests.synthetic import make_coco
+    from clipfeat.pipeline.encoder import EncoderSpec
+    from clipfeat.pipeline.job import ExtractConfig, run_extract
+
+    make_coco(os.path.join(root, "coco"), splits={"train2014": n, "val2014": 8})
+    torch.manual_seed(0)
+    ckpt = os.path.join(root, "rn50.pt")
+    torch.save(open_clip.create_model("RN50").state_dict(), ckpt)
+    spec = EncoderSpec(model="RN50", checkpoint=ckpt)
+    store = os.path.join(root, "coco-RN50.zarr")
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    run_extract(ExtractConfig(out=store, spec=spec, dataset="coco", root=os.path.join(root, "coco"), shard_size=64,
+                              batch_size=32, device="cpu", workers=1, threads=2, progress=False))
+    return store, spec
+
+
+class Feeds:
+    """The three ways of producing the trainer's batch for the same question indices."""
+
+    def __init__(self, root: str, store_path: str, spec, batch_size: int) -> None:
+        import numpy as np
+        import torch
+
+        from clipfeat.features import open_store
+        from clipfeat.manifests import scan
+        from clipfeat.pipeline.encoder import describe_encoder, load_encoder
+        from clipfeat.pipeline.images import Preprocessor, load_image
+        from clipfeat.trainers.vqa.data import Batches, build_answer_vocab, build_question_vocab, encode_split, load_split
+
+        self.np, self.torch, self.load_image = np, torch, load_image
+        data = os.path.join(root, "coco")
+        self.store = open_store(store_path)
+        raw = load_split(data, "train2014")
+        self.qvocab = build_question_vocab(raw.questions)
+        self.avocab, _ = build_answer_vocab(raw.annotations, 1)
+        self.split = encode_split(raw, self.store, self.qvocab, self.avocab, max_tokens=14, strict=True)
+        self.batches = Batches(self.split, self.store, batch_size=batch_size, num_answers=len(self.avocab), shuffle=True)
+        # RAM: every image's grid in one tensor [N, 49, 2048] f16
+        self.ram = torch.from_numpy(self.store.grid(np.arange(len(self.store))))
+        # online: manifest paths, the store's own preprocessing, the same RN50
+        manifest, _ = scan("coco", data)
+        self.paths = [manifest.resolve(data, i) for i in range(len(manifest))]
+        shape = describe_encoder(spec)
+        self.pre = Preprocessor(mode="fixed", size=shape.image_size, interpolation=shape.interpolation,
+                                resize_mode=shape.resize_mode)
+        self.encoder = load_encoder(spec, device="cpu")
+        self.decode_pool = ThreadPoolExecutor(2)
+
+    def order(self, epoch: int):
+        idx = self.batches.order(epoch)
+        size = self.batches.batch_size
+        return [idx[s : s + size] for s in range(0, len(idx) - size + 1, size)]
+
+    def from_store(self, idx):
+        return self.batches.load(idx)
+
+    def from_ram(self, idx):
+        """The store loader's batch dict, with the grids gathered from the in-memory tensor."""
+        torch, sp = self.torch, self.split
+        grid = self.ram[torch.from_numpy(sp.rows[idx])]  # [B, 49, 2048] f16
+        return {"idx": torch.from_numpy(idx), "grid": grid, "mask": None, "pos": _positions(self.store, len(idx), grid.shape[1]),
+                "tokens": torch.from_numpy(sp.tokens[idx]), "targets": sp.targets(idx, len(self.avocab))}
+
+    def decoded(self, idx):
+        """Read-ahead part of the online feed: the batch's distinct images as uint8 pixels."""
+        np = self.np
+        uniq, inverse = np.unique(self.split.rows[idx], return_inverse=True)
+        pixels = list(self.decode_pool.map(lambda r: self.pre(self.load_image(self.paths[r])[0]), uniq))
+        return idx, np.stack(pixels), inverse
+
+    def online(self, item):
+        """In-loop part of the online feed: RN50 grids of the decoded images, then the batch."""
+        torch = self.torch
+        idx, pixels, inverse = item
+        with torch.no_grad():
+            _, grid = self.encoder.encode(self.encoder.normalize(pixels))  # [U, 49, 2048]
+        sp = self.split
+        g = grid[torch.from_numpy(inverse)]
+        return {"idx": torch.from_numpy(idx), "grid": g, "mask": None, "pos": _positions(self.store, len(idx), g.shape[1]),
+                "tokens": torch.from_numpy(sp.tokens[idx]), "targets": sp.targets(idx, len(self.avocab))}
+
+
+def _positions(store, b: int, cells: int):
+    import torch
+
+    from clipfeat.trainers.vqa.data import _cell_positions
+
+    return _cell_positions(torch.tensor(store.meta.layout.grid_hw).expand(b, 2), cells)
+
+
+def rate(feeds: Feeds, model, optimizer, batches, produce, *, prefetch: int = 4, then=None) -> float:
+    """Training samples/s over `batches` (the first one is warm-up and not timed)."""
+    import torch
+
+    from clipfeat.trainers.core import Prefetcher
+    from clipfeat.trainers.vqa.train import forward, vqa_loss
+
+    dev = torch.device("cpu")
+    it = iter(Prefetcher(map(produce, batches), prefetch))
+    t0, n = None, 0
+    for i, item in enumerate(it):
+        batch = then(item) if then else item
+        loss = vqa_loss(forward(model, batch, dev), batch["targets"])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if i == 0:
+            t0 = time.perf_counter()
+        else:
+            n += len(batch["idx"])
+    return n / (time.perf_counter() - t0)
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="fewer images, steps and repeats (< 1 minute)")
+    ap.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    ap.add_argument("--images", type=int, default=None)
+    ap.add_argument("--repeats", type=int, default=None)
+    ap.add_argument("--batch-size", type=int, default=64)
+    args = ap.parse_args(argv)
+    images = args.images or (48 if args.quick else 256)
+    repeats = args.repeats or (1 if args.quick else 3)
+    steps_cached = 6 if args.quick else 20
+    steps_online = 2 if args.quick else 4
+
+    import torch
+
+    from clipfeat.trainers.core import make_optimizer
+    from clipfeat.trainers.vqa.models import build_model
+    from clipfeat.trainers.vqa.train import VQAConfig
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        store, spec = build(tmp, images)
+        feeds = Feeds(tmp, store, spec, args.batch_size)
+        print(f"setup: {images} images, {len(feeds.split)} questions, store {store} ({time.perf_counter() - t0:.0f} s)",
+              file=sys.stderr, flush=True)
+        results: dict[str, dict[str, list[float]]] = {}
+        for hidden in (1024, 256):
+            cfg = VQAConfig(hidden=hidden, min_answer_count=1)
+            torch.manual_seed(0)
+            model = build_model(cfg, vocab_size=len(feeds.qvocab), num_answers=len(feeds.avocab),
+                                channels=feeds.store.meta.layout.grid_channels).train()
+            optimizer = make_optimizer(model, cfg)
+            r = results.setdefault(f"butd-{hidden}", {"store": [], "ram": [], "online": []})
+            for rep in range(repeats):
+                order = feeds.order(rep)
+                cached = order[: steps_cached + 1]
+                r["store"].append(rate(feeds, model, optimizer, cached, feeds.from_store))
+                r["ram"].append(rate(feeds, model, optimizer, cached, feeds.from_ram))
+                r["online"].append(rate(feeds, model, optimizer, order[: steps_online + 1], feeds.decoded, prefetch=2,
+                                        then=feeds.online))
+                print(f"  butd-{hidden} repeat {rep + 1}: " + ", ".join(f"{k} {v[-1]:.1f}/s" for k, v in r.items()),
+                      file=sys.stderr, flush=True)
+
+    med = {m: {k: statistics.median(v) for k, v in r.items()} for m, r in results.items()}
+    print(f"\nVQA trainer input pipeline, {images} images, batch {args.batch_size}, {os.cpu_count()} CPU threads, "
+          f"median of {repeats}")
+    print(f"{'model':<11}{'store /s':>10}{'RAM /s':>10}{'online /s':>11}{'store/online':>14}{'store/RAM':>11}")
+    for m, v in med.items():
+        print(f"{m:<11}{v['store']:>10.1f}{v['ram']:>10.1f}{v['online']:>11.2f}{v['store'] / v['online']:>14.1f}"
+              f"{v['store'] / v['ram']:>11.3f}")
+    d, s = med["butd-1024"], med["butd-256"]
+    out = {
+        "cached_vs_online_speedup": round(d["store"] / d["online"], 2),
+        "loader_vs_ram_ratio": round(d["store"] / d["ram"], 3),
+        "cached_vs_online_speedup_hidden256": round(s["store"] / s["online"], 2),
+        "loader_vs_ram_ratio_hidden256": round(s["store"] / s["ram"], 3),
+        "store_samples_s": round(d["store"], 1), "ram_samples_s": round(d["ram"], 1), "online_samples_s": round(d["online"], 2),
+        "images": images, "batch_size": args.batch_size, "repeats": repeats, "quick": args.quick,
+    }
+    if args.json:
+        print(json.dumps(out))
+    return out
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,29 @@
+"""Trainer fixtures: a synthetic COCO/VQA dataset and its feature store, extracted once per
+session by the real pipeline (tiny random ViT at 128 px -> 8x8 grid of 48 channels)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+SMALL = ((160, 120), (120, 160), (144, 144))  # small images: extraction stays a few seconds
+
+
+@pytest.fixture(scope="session")
+def vqa_data(tmp_path_factory, tiny_models, ray_local):
+    """(store path, data dir). 480 train / 120 val images (about 3,100 / 780 questions); a
+    test-dev2015 questions file (no annotations) asks the first 40 val questions again."""
+    from clipfeat.manifests.synthetic import make_coco
+    from clipfeat.pipeline.job import ExtractConfig, run_extract
+
+    root = tmp_path_factory.mktemp("vqa")
+    make_coco(root, splits={"train2014": 480, "val2014": 120}, sizes=SMALL, seed=5)
+    val = json.loads((root / "v2_OpenEnded_mscoco_val2014_questions.json").read_text())
+    (root / "v2_OpenEnded_mscoco_test-dev2015_questions.json").write_text(
+        json.dumps({**val, "data_subtype": "test-dev2015", "questions": val["questions"][:40]})
+    )
+    store = str(tmp_path_factory.mktemp("stores") / "coco-tinyvit128.zarr")
+    run_extract(ExtractConfig(out=store, spec=tiny_models["tinyvit128"], dataset="coco", root=str(root), shard_size=64,
+                              batch_size=32, device="cpu", workers=1, threads=2, progress=False))
+    return store, str(root)
