@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 UV := $(VENV)/bin/uv
 TORCH_PIN := torch==2.13.0 torchvision==0.28.0
 
-.PHONY: test demo venv bench-store bench-extract clean
+.PHONY: test demo venv bench-store bench-extract bench-train-vqa clean
 
 venv: $(VENV)/.installed
 
@@ -28,6 +28,9 @@ demo: venv
 
 bench-extract: venv
 	$(PY) benchmarks/extract.py
+
+bench-train-vqa: venv
+	$(PY) benchmarks/train_vqa.py
 
 bench-store: venv
 	$(PY) benchmarks/store_read.py

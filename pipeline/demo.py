@@ -3,7 +3,9 @@
     python -m clipfeat.pipeline.demo [--dir demo] [--model RN50] [--pretrained openai]
 
 Writes a small COCO-layout dataset (manifests.synthetic) under DIR/data/coco, then runs
-`clipfeat extract` on it into DIR/coco-MODEL.zarr and prints `clipfeat info` and `verify`.
+`clipfeat extract` on it into DIR/coco-MODEL.zarr and prints `clipfeat info` and `verify`,
+trains VQA (BUTD, 3 epochs) on the store into DIR/runs/vqa and scores its predictions with
+`clipfeat eval vqa`.
 Without --pretrained the model's weights are a fixed random initialisation saved to
 DIR/MODEL-random.pt (this machine may have no internet): the pipeline, the store and every
 check are real, the features carry no meaning. Rerunning resumes/skips what is done.
@@ -43,11 +45,17 @@ def main(argv: list[str] | None = None) -> int:
             torch.save(open_clip.create_model(args.model).state_dict(), ckpt)
         weights = ["--checkpoint", ckpt]
     out = os.path.join(args.dir, f"coco-{args.model}.zarr")
+    run = os.path.join(args.dir, "runs", "vqa")
     steps = [
         ["extract", "--dataset", "coco", "--root", root, "--model", args.model, *weights, "--out", out,
          "--shard-size", "16", "--batch-size", "16", "--device", "auto"],
         ["info", out],
         ["verify", out],
+        ["train", "vqa", "--features", out, "--data", root,
+         *(["--resume", run] if os.path.exists(os.path.join(run, "ckpt_latest.pt")) else ["--out", run]),
+         "--set", "epochs=3", "batch_size=64"],
+        ["eval", "vqa", "--results", os.path.join(run, "predictions_val2014.json"),
+         "--annotations", os.path.join(root, "v2_mscoco_val2014_annotations.json")],
     ]
     for step in steps:
         print("\n$ clipfeat " + " ".join(step), flush=True)

@@ -66,9 +66,10 @@ class GatedTanh(nn.Module):
 
 
 class BUTD(nn.Module):
-    """Bottom-up top-down attention VQA (Anderson et al. 2018; Teney et al. 2018), with grid
-    cells in place of detector boxes: GRU question encoder, question-guided soft attention
-    over cells, gated fusion (q ⊙ v), MLP classifier."""
+    """Bottom-up top-down attention VQA (Anderson et al. 2018, as bottom-up-attention-vqa builds
+    it), with grid cells in place of detector boxes: GRU question encoder; top-down attention
+    over cells (ReLU projections of cell and question, their product, a linear score, a
+    softmax over real cells); gated-tanh fusion q ⊙ v (Teney et al. 2018); MLP classifier."""
 
     def __init__(self, *, vocab_size: int, num_answers: int, channels: int, word_dim: int = 300,
                  hidden: int = 1024, use_pos: bool = True, dropout: float = 0.2, classifier_dropout: float = 0.5) -> None:
@@ -78,12 +79,13 @@ class BUTD(nn.Module):
         self.v_norm = FeatureNorm(channels)
         self.w_emb = nn.Embedding(vocab_size, word_dim, padding_idx=0)
         self.q_rnn = nn.GRU(word_dim, hidden, batch_first=True)
-        self.att_v, self.att_q = GatedTanh(v_dim, hidden), GatedTanh(hidden, hidden)
+        self.att_v = nn.Sequential(nn.Linear(v_dim, hidden), nn.ReLU())
+        self.att_q = nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU())
         self.att_out = nn.Linear(hidden, 1)
         self.q_net, self.v_net = GatedTanh(hidden, hidden), GatedTanh(v_dim, hidden)
         self.drop = nn.Dropout(dropout)
         self.classifier = nn.Sequential(
-            GatedTanh(hidden, 2 * hidden), nn.Dropout(classifier_dropout), nn.Linear(2 * hidden, num_answers)
+            nn.Linear(hidden, 2 * hidden), nn.ReLU(), nn.Dropout(classifier_dropout), nn.Linear(2 * hidden, num_answers)
         )
 
     def forward(self, grid, mask, pos, tokens) -> torch.Tensor:
@@ -94,7 +96,7 @@ class BUTD(nn.Module):
         joint = self.att_v(v) * self.att_q(q).unsqueeze(1)  # [B, N, H]
         att = _masked_softmax(self.att_out(self.drop(joint)), mask)  # [B, N, 1]
         v_att = (att * v).sum(1)  # [B, C(+4)]
-        fused = self.q_net(q) * self.v_net(v_att)  # [B, H]
+        fused = self.q_net(q) * self.v_net(v_att)  # [B, H]: gated fusion
         return self.classifier(fused)  # [B, A]
 
 
