@@ -162,10 +162,10 @@ def main(argv=None) -> dict:
     ap.add_argument("--repeats", type=int, default=None)
     ap.add_argument("--batch-size", type=int, default=64)
     args = ap.parse_args(argv)
-    images = args.images or (48 if args.quick else 256)
+    images = args.images or (32 if args.quick else 256)
     repeats = args.repeats or (1 if args.quick else 3)
-    steps_cached = 6 if args.quick else 20
-    steps_online = 2 if args.quick else 4
+    steps_cached = 4 if args.quick else 20
+    steps_online = 1 if args.quick else 4
 
     import torch
 

@@ -4,7 +4,7 @@
 
 Writes a small COCO-layout dataset (manifests.synthetic) under DIR/data/coco, then runs
 `clipfeat extract` on it into DIR/coco-MODEL.zarr and prints `clipfeat info` and `verify`,
-trains VQA (BUTD, 3 epochs) on the store into DIR/runs/vqa and scores its predictions with
+trains VQA (BUTD, 8 short epochs) on the store into DIR/runs/vqa and scores its predictions with
 `clipfeat eval vqa`.
 Without --pretrained the model's weights are a fixed random initialisation saved to
 DIR/MODEL-random.pt (this machine may have no internet): the pipeline, the store and every
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         ["verify", out],
         ["train", "vqa", "--features", out, "--data", root,
          *(["--resume", run] if os.path.exists(os.path.join(run, "ckpt_latest.pt")) else ["--out", run]),
-         "--set", "epochs=3", "batch_size=64"],
+         "--set", "epochs=8", "batch_size=64", "warmup_steps=10"],
         ["eval", "vqa", "--results", os.path.join(run, "predictions_val2014.json"),
          "--annotations", os.path.join(root, "v2_mscoco_val2014_annotations.json")],
     ]
