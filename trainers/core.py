@@ -550,7 +550,8 @@ def fit(
             save_checkpoint(run.best, state)
         plot_curves(log.read(), run.curve, metric=metric, title=title)
         shown = ", ".join(f"{k} {v:.4g}" for k, v in last.items() if isinstance(v, (int, float)))
-        tqdm.write(f"epoch {epoch}: {shown} (best {best:.4g} @ {best_epoch})") if cfg.progress else None
+        if cfg.progress:
+            tqdm.write(f"epoch {epoch}: {shown} (best {best:.4g} @ {best_epoch})")
         if os.environ.get(FAULT_ENV) == str(epoch):
             os.kill(os.getpid(), signal.SIGKILL)
     return FitResult(run.path, best, best_epoch, last, epochs_run, n_train / t_train if t_train else 0.0)

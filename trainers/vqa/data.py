@@ -139,10 +139,11 @@ class VQASplit:
 
     def targets(self, idx: np.ndarray, num_answers: int) -> torch.Tensor:
         """Dense soft targets [B, A] for samples `idx`."""
+        starts, lens = self.target_ptr[idx], self.target_ptr[idx + 1] - self.target_ptr[idx]
+        sample = np.repeat(np.arange(len(idx)), lens)  # batch position of every (answer, score) entry
+        entry = np.arange(lens.sum()) - np.repeat(np.cumsum(lens) - lens, lens) + np.repeat(starts, lens)
         out = torch.zeros(len(idx), num_answers)
-        for b, i in enumerate(idx):
-            s, e = self.target_ptr[i], self.target_ptr[i + 1]
-            out[b, torch.from_numpy(self.target_idx[s:e])] = torch.from_numpy(self.target_score[s:e])
+        out[torch.from_numpy(sample), torch.from_numpy(self.target_idx[entry])] = torch.from_numpy(self.target_score[entry])
         return out
 
 
@@ -153,13 +154,13 @@ def encode_split(
     in the store (or failed / not yet extracted) are counted and skipped, or fail with `strict`."""
     available = np.zeros(len(store), dtype=bool)
     available[store.done_rows()] = True
-    row_of = {}
-    for key, row in zip(store.keys, range(len(store))):
-        row_of[key] = row
     keep, rows = [], []
     for i, q in enumerate(raw.questions):
-        r = row_of.get(str(q["image_id"]))
-        if r is not None and available[r]:
+        try:
+            r = store.index(q["image_id"])
+        except KeyError:
+            continue
+        if available[r]:
             keep.append(i)
             rows.append(r)
     skipped = len(raw.questions) - len(keep)
