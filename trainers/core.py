@@ -470,11 +470,11 @@ def fit(
     evaluate: Callable[[int], dict],
     metric: str,
     device: torch.device,
-    resume: bool,
+    resume_from: dict | None = None,
     extra: dict | None = None,
     title: str = "",
 ) -> FitResult:
-    """Train `cfg.epochs` epochs (or the rest of them, with `resume`), evaluating after each.
+    """Train `cfg.epochs` epochs (or the rest of them, from checkpoint `resume_from`), evaluating after each.
 
     train_batches(epoch): the epoch's batches, an order that depends only on (seed, epoch).
     train_step(batch): forward + loss on `device`; returns {"loss": scalar tensor, "samples": int,
@@ -486,8 +486,8 @@ def fit(
 
     log = MetricsLog(run.metrics)
     epoch0, step, best, best_epoch, last = 0, 0, -math.inf, -1, {}
-    if resume:
-        ck = load_checkpoint(run.latest)
+    if resume_from is not None:
+        ck = resume_from
         model.load_state_dict(ck["model"])
         optimizer.load_state_dict(ck["optimizer"])
         scheduler.load_state_dict(ck["scheduler"])

@@ -128,8 +128,9 @@ def main(argv: list[str] | None = None) -> FitResult:
     eval_raw = load_split(cfg.data, cfg.eval_split)
     if eval_raw.annotations is None:
         raise ConfigError(f"eval_split={cfg.eval_split} has no annotations file; evaluate on val2014, predict test splits")
-    if args.resume:  # the vocabularies the checkpoint's output layer was built for
-        extra = load_checkpoint(run.latest)["extra"]
+    resume_from = load_checkpoint(run.latest) if args.resume else None
+    if resume_from is not None:  # the vocabularies the checkpoint's output layer was built for
+        extra = resume_from["extra"]
         qvocab, avocab, surface = Vocab(extra["question_vocab"]), Vocab(extra["answer_vocab"]), extra["answer_surface"]
     else:
         qvocab = build_question_vocab(train_raw.questions)
@@ -155,7 +156,7 @@ def main(argv: list[str] | None = None) -> FitResult:
 
     # -- model --------------------------------------------------------------------------------
     model = build_model(cfg, vocab_size=len(qvocab), num_answers=len(avocab), channels=layout.grid_channels).to(device)
-    if not args.resume:  # feature statistics from up to 1,024 training questions' images
+    if resume_from is None:  # feature statistics from up to 1,024 training questions' images
         sample = train_batches.load(np.sort(np.random.default_rng(cfg.seed).permutation(len(train))[:1024]))
         model.v_norm.fit(sample["grid"], sample["mask"])
     optimizer = make_optimizer(model, cfg)
@@ -173,7 +174,7 @@ def main(argv: list[str] | None = None) -> FitResult:
     result = fit(
         run=run, cfg=cfg, model=model, optimizer=optimizer, scheduler=scheduler,
         train_batches=train_batches, steps_per_epoch=len(train_batches), train_step=train_step,
-        evaluate=evaluate, metric="accuracy", device=device, resume=args.resume is not None,
+        evaluate=evaluate, metric="accuracy", device=device, resume_from=resume_from,
         extra={"question_vocab": qvocab.itos, "answer_vocab": avocab.itos, "answer_surface": surface}, title=f"VQA {cfg.model} on {store.meta.encoder.model}",
     )
 
