@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -27,6 +27,7 @@ from clipfeat.features import FeatureStore
 from clipfeat.features.torch_data import shard_shuffle
 
 from ..core import ConfigError
+from ..grids import Vocab, read_grids
 from .metric import normalize_answer, soft_score
 
 __all__ = [
@@ -50,20 +51,6 @@ _TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 def tokenize(question: str) -> list[str]:
     """Lower-cased word tokens; punctuation dropped, "what's" kept as one token."""
     return _TOKEN.findall(question.lower())
-
-
-@dataclass
-class Vocab:
-    """Index <-> string. Question vocabularies start with PAD (0) and UNK (1)."""
-
-    itos: list[str]
-    stoi: dict[str, int] = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.stoi = {s: i for i, s in enumerate(self.itos)}
-
-    def __len__(self) -> int:
-        return len(self.itos)
 
 
 def build_question_vocab(questions: Sequence[dict], min_count: int = 1) -> Vocab:
@@ -203,16 +190,6 @@ def answer_prior(train: RawSplit) -> dict[str, str]:
     return {t: max(c.items(), key=lambda kv: (kv[1], kv[0]))[0] for t, c in per_type.items()}
 
 
-def _cell_positions(hw: torch.Tensor, cells: int) -> torch.Tensor:
-    """Grid cell boxes [B, cells, 4] = (x0, y0, x1, y1) in [0, 1] from grid sizes hw [B, 2]
-    (row-major cells, as the store flattens H×W). Padding cells get zeros."""
-    i = torch.arange(cells).unsqueeze(0)  # [1, cells]
-    h, w = hw[:, :1].float(), hw[:, 1:].float()  # [B, 1]
-    r, c = torch.div(i, hw[:, 1:], rounding_mode="floor").float(), (i % hw[:, 1:]).float()
-    pos = torch.stack([c / w, r / h, (c + 1) / w, (r + 1) / h], dim=-1)
-    return pos * (i < hw[:, :1] * hw[:, 1:]).unsqueeze(-1)
-
-
 class Batches:
     """Batches of a split: {"idx", "grid" [B, cells, C] f16, "mask" [B, cells] bool | None,
     "pos" [B, cells, 4], "tokens" [B, T], "targets" [B, A] (annotated splits)}.
@@ -244,23 +221,7 @@ class Batches:
 
     def load(self, idx: np.ndarray) -> dict:
         sp = self.split
-        uniq, inverse = np.unique(sp.rows[idx], return_inverse=True)
-        feats = self.store.batch(uniq, ("grid",))
-        inv = torch.from_numpy(inverse)
-        grid = torch.from_numpy(feats["grid"])[inv]  # [B, cells, C]
-        if "grid_mask" in feats:
-            mask = torch.from_numpy(feats["grid_mask"])[inv]
-            hw = torch.from_numpy(feats["grid_hw"]).long()[inv]
-        else:
-            mask = None
-            hw = torch.tensor(self.store.meta.layout.grid_hw).expand(len(idx), 2)
-        batch = {
-            "idx": torch.from_numpy(idx),
-            "grid": grid,
-            "mask": mask,
-            "pos": _cell_positions(hw, grid.shape[1]),
-            "tokens": torch.from_numpy(sp.tokens[idx]),
-        }
+        batch = {"idx": torch.from_numpy(idx), **read_grids(self.store, sp.rows[idx]), "tokens": torch.from_numpy(sp.tokens[idx])}
         if sp.annotations is not None:
             batch["targets"] = sp.targets(idx, self.num_answers)
         return batch

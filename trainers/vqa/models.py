@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..grids import FeatureNorm
+
 __all__ = ["BUTD", "MCAN", "FeatureNorm", "build_model"]
 
 
@@ -30,27 +32,6 @@ def _last_state(outputs: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
     """outputs [B, T, D] of a left-to-right RNN -> the state after the last real token [B, D]."""
     last = (tokens != 0).sum(1).clamp(min=1) - 1  # [B]
     return outputs[torch.arange(len(tokens), device=tokens.device), last]
-
-
-class FeatureNorm(nn.Module):
-    """Per-channel standardisation with statistics of the training features, kept as buffers
-    so checkpoints carry them. CLIP layer4 activations are large and uncentred (and a random
-    tiny encoder's are ~1e-4, below LayerNorm's eps), so a fixed-scale norm would not do."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.register_buffer("mean", torch.zeros(channels))
-        self.register_buffer("std", torch.ones(channels))
-
-    @torch.no_grad()
-    def fit(self, grid: torch.Tensor, mask: torch.Tensor | None) -> None:
-        """grid [B, N, C] sample of training features, mask [B, N] True = real cell."""
-        cells = grid.float().flatten(0, 1) if mask is None else grid.float()[mask]  # [M, C]
-        self.mean.copy_(cells.mean(0))
-        self.std.copy_(cells.std(0).clamp_min(1e-3 * float(cells.std()) + 1e-12))  # dead channels stay finite
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.mean) / self.std
 
 
 class GatedTanh(nn.Module):
