@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 UV := $(VENV)/bin/uv
 TORCH_PIN := torch==2.13.0 torchvision==0.28.0
 
-.PHONY: test demo venv bench-store bench-extract bench-train-vqa clean
+.PHONY: test demo venv bench-store bench-extract bench-train-vqa bench-train-caption clean
 
 venv: $(VENV)/.installed
 
@@ -31,6 +31,9 @@ bench-extract: venv
 
 bench-train-vqa: venv
 	$(PY) benchmarks/train_vqa.py
+
+bench-train-caption: venv
+	$(PY) benchmarks/train_caption.py
 
 bench-store: venv
 	$(PY) benchmarks/store_read.py

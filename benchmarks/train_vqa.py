@@ -126,9 +126,9 @@ class Feeds:
 def _positions(store, b: int, cells: int):
     import torch
 
-    from clipfeat.trainers.vqa.data import _cell_positions
+    from clipfeat.trainers.grids import cell_positions
 
-    return _cell_positions(torch.tensor(store.meta.layout.grid_hw).expand(b, 2), cells)
+    return cell_positions(torch.tensor(store.meta.layout.grid_hw).expand(b, 2), cells)
 
 
 def rate(feeds: Feeds, model, optimizer, batches, produce, *, prefetch: int = 4, then=None) -> float:

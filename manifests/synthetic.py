@@ -8,6 +8,8 @@ Files written (the datasets' own names and JSON schemas):
 
     COCO root/{train2014,val2014}/COCO_{split}_{id:012d}.jpg
          root/annotations/captions_{split}.json                    (COCO captions format)
+         root/dataset_coco.json                                    (Karpathy splits: train2014 -> train,
+                                                                    val2014 -> val / test / restval in turn)
          root/v2_OpenEnded_mscoco_{split}_questions.json           (VQA v2 questions)
          root/v2_mscoco_{split}_annotations.json                   (VQA v2 annotations)
     VG   root/image_data.json, root/VG_100K/{id}.jpg, root/VG_100K_2/{id}.jpg
@@ -144,6 +146,7 @@ def make_coco(
     rng = random.Random(seed)
     os.makedirs(os.path.join(root, "annotations"), exist_ok=True)
     out: dict[str, list[int]] = {}
+    karpathy: list[dict] = []
     next_id, qid, ann_id = 9, 1, 1
     for split, count in splits.items():
         os.makedirs(os.path.join(root, split), exist_ok=True)
@@ -157,9 +160,15 @@ def make_coco(
             name = f"COCO_{split}_{image_id:012d}.jpg"
             _save_jpeg(draw_scene(scene), os.path.join(root, split, name), _variant(i))
             images.append({"id": image_id, "file_name": name, "width": w, "height": h})
+            sentences = []
             for c in scene.captions():
                 captions.append({"id": ann_id, "image_id": image_id, "caption": c})
+                sentences.append({"raw": c, "tokens": c.replace(",", "").replace(":", "").split(),
+                                  "imgid": len(karpathy), "sentid": ann_id})
                 ann_id += 1
+            karpathy.append({"filepath": split, "filename": name, "imgid": len(karpathy), "cocoid": image_id,
+                             "split": _karpathy_split(split, i), "sentences": sentences,
+                             "sentids": [x["sentid"] for x in sentences]})
             for q, a, atype in scene.questions(rng):
                 questions.append({"image_id": image_id, "question": q, "question_id": qid})
                 answers.append(_vqa_annotation(image_id, qid, q, a, atype, rng))
@@ -177,7 +186,13 @@ def make_coco(
             "info": {"description": "clipfeat synthetic VQA"}, "data_type": "mscoco", "data_subtype": split,
             "license": {}, "annotations": answers,
         })
+    _dump(os.path.join(root, "dataset_coco.json"), {"dataset": "coco", "images": karpathy})
     return out
+
+
+def _karpathy_split(folder: str, i: int) -> str:
+    # Karpathy's split: train2014 is train; val2014 gives 5,000 val, 5,000 test, the rest restval.
+    return "train" if folder.startswith("train") else ("val", "test", "restval")[i % 3]
 
 
 def _vqa_annotation(image_id: int, qid: int, question: str, answer: str, answer_type: str, rng: random.Random) -> dict:

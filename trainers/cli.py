@@ -30,6 +30,15 @@ def train_vqa(args: tuple[str, ...]) -> None:
     main(list(args))
 
 
+@train.command("caption", context_settings=_PASS_THROUGH, add_help_option=False)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def train_caption(args: tuple[str, ...]) -> None:
+    """COCO captions: Transformer, XE then SCST (--features STORE --data DIR [--set k=v ...])."""
+    from clipfeat.trainers.caption.train import main
+
+    main(list(args))
+
+
 @click.group("eval")
 def evaluate() -> None:
     """Score predictions with a task's official metric."""
@@ -46,6 +55,25 @@ def eval_vqa(results: str, annotations: str, questions: str | None, as_json: boo
 
     try:
         scores = vqa_evaluate(results, annotations, questions)
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
+    click.echo(json.dumps(scores.to_json()) if as_json else format_scores(scores))
+
+
+@evaluate.command("caption")
+@click.option("--results", required=True, type=click.Path(exists=True, dir_okay=False), help="[{image_id, caption}] JSON")
+@click.option("--annotations", required=True, type=click.Path(exists=True, dir_okay=False), help="captions_*.json (COCO format)")
+@click.option("--tokenizer", type=click.Choice(["auto", "ptb", "simple"]), default="auto", show_default=True,
+              help="PTB (needs java) or the built-in simple tokenizer")
+@click.option("--spice", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True,
+              help="SPICE needs java and the Stanford CoreNLP jars")
+@click.option("--json", "as_json", is_flag=True, help="print the scores as JSON, named as pycocoevalcap names them")
+def eval_caption(results: str, annotations: str, tokenizer: str, spice: str, as_json: bool) -> None:
+    """BLEU-1..4, METEOR, ROUGE-L, CIDEr (CIDEr-D), SPICE via pycocoevalcap, over the results' images."""
+    from clipfeat.trainers.caption.metric import evaluate as caption_evaluate, format_scores
+
+    try:
+        scores = caption_evaluate(results, annotations, tokenizer=tokenizer, spice=spice)
     except ValueError as e:
         raise click.UsageError(str(e)) from None
     click.echo(json.dumps(scores.to_json()) if as_json else format_scores(scores))

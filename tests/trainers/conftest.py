@@ -11,8 +11,9 @@ SMALL = ((160, 120), (120, 160), (144, 144))  # small images: extraction stays a
 
 
 @pytest.fixture(scope="session")
-def vqa_data(tmp_path_factory, tiny_models, ray_local):
-    """(store path, data dir). 480 train / 120 val images (about 3,100 / 780 questions); a
+def coco_data(tmp_path_factory, tiny_models, ray_local):
+    """(store path, data dir) for the VQA and caption trainers. 480 train / 120 val images (about
+    3,100 / 780 questions; 5 captions each; Karpathy splits in dataset_coco.json); a
     test-dev2015 questions file (no annotations) asks the first 40 val questions again."""
     from clipfeat.manifests.synthetic import make_coco
     from clipfeat.pipeline.job import ExtractConfig, run_extract

@@ -26,8 +26,8 @@ MCAN_SMALL = ["model=mcan", "d_model=64", "layers=1", "heads=4", "ff_dim=128", "
               "min_answer_count=1", "warmup_steps=20", "lr=1e-3"]
 
 
-def _train(vqa_data, out, sets, *extra):
-    store, data = vqa_data
+def _train(coco_data, out, sets, *extra):
+    store, data = coco_data
     return main(["--features", store, "--data", data, "--out", str(out), *extra, "--set", "progress=false", *sets])
 
 
@@ -50,8 +50,8 @@ def test_config_overrides_types_and_unknown_keys(tmp_path):
         parse_args(["--data", "d"], VQAConfig, prog="t", description="")
 
 
-def test_cli_reports_bad_config_in_one_line(vqa_data, tmp_path):
-    store, data = vqa_data
+def test_cli_reports_bad_config_in_one_line(coco_data, tmp_path):
+    store, data = coco_data
     r = CliRunner().invoke(cli, ["train", "vqa", "--features", store, "--data", data, "--set", "modle=mcan"])
     assert r.exit_code == 2 and "unknown config key 'modle'" in r.output and "Traceback" not in r.output
     r = CliRunner().invoke(cli, ["train", "vqa", "--features", store, "--data", str(tmp_path)])
@@ -64,8 +64,8 @@ def test_cli_reports_bad_config_in_one_line(vqa_data, tmp_path):
 # -- data -------------------------------------------------------------------------------------
 
 
-def test_data_soft_targets_tokens_and_missing_images(vqa_data, tmp_path):
-    store_path, data = vqa_data
+def test_data_soft_targets_tokens_and_missing_images(coco_data, tmp_path):
+    store_path, data = coco_data
     store = open_store(store_path)
     raw = load_split(data, "train2014")
     assert tokenize("What's the man's shirt color?") == ["what's", "the", "man's", "shirt", "color"]
@@ -115,22 +115,22 @@ def test_models_ignore_padding_cells(cls):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("model,sets", [("butd", BUTD_SMALL + ["epochs=20"]), ("mcan", MCAN_SMALL + ["epochs=18"])])
-def test_learns_beyond_the_answer_prior(vqa_data, tmp_path, model, sets):
+def test_learns_beyond_the_answer_prior(coco_data, tmp_path, model, sets):
     """Held-out accuracy beats the best answer-prior baseline (most common answer per
     question type) by 20+ points: the model reads the image through the cached grid."""
-    res = _train(vqa_data, tmp_path / model, sets)
+    res = _train(coco_data, tmp_path / model, sets)
     evals = [r for r in map(json.loads, open(tmp_path / model / "metrics.jsonl")) if r["kind"] == "eval"]
     baseline = evals[-1]["baseline"]
     assert res.best >= baseline + 20, f"{model}: best {res.best} vs answer prior {baseline}"
     # predictions of the best checkpoint, scored by the official metric, give the logged best
-    store, data = vqa_data
+    store, data = coco_data
     scores = evaluate(str(tmp_path / model / "predictions_val2014.json"), os.path.join(data, "v2_mscoco_val2014_annotations.json"))
     assert scores.overall == res.best
 
 
 @pytest.mark.slow
-def test_run_folder_cli_eval_and_test_predictions(vqa_data, tmp_path):
-    store, data = vqa_data
+def test_run_folder_cli_eval_and_test_predictions(coco_data, tmp_path):
+    store, data = coco_data
     out = tmp_path / "run"
     r = CliRunner().invoke(cli, ["train", "vqa", "--features", store, "--data", data, "--out", str(out), "--set",
                                  "epochs=2", "progress=false", "predict_splits=test-dev2015", *BUTD_SMALL])
@@ -156,13 +156,13 @@ def test_run_folder_cli_eval_and_test_predictions(vqa_data, tmp_path):
 
 
 @pytest.mark.slow
-def test_resume_after_kill_equals_uninterrupted_run(vqa_data, tmp_path):
+def test_resume_after_kill_equals_uninterrupted_run(coco_data, tmp_path):
     """SIGKILL right after epoch 1's checkpoint, resume: the same final weights and metrics
     as a run that never stopped (fixed seed, CPU)."""
     sets = BUTD_SMALL + ["epochs=2", "seed=3"]
-    full = _train(vqa_data, tmp_path / "full", sets)
+    full = _train(coco_data, tmp_path / "full", sets)
 
-    store, data = vqa_data
+    store, data = coco_data
     argv = ["--features", store, "--data", data, "--out", str(tmp_path / "cut"), "--set", "progress=false", *sets]
     code = f"import sys; from clipfeat.trainers.vqa.train import main; main({argv!r})"
     proc = subprocess.run([sys.executable, "-c", code], env={**os.environ, FAULT_ENV: "1"}, capture_output=True, text=True)
