@@ -95,6 +95,11 @@ def beam_search(model: CaptionModel, memory: Memory, beam_size: int, max_len: in
     Beams are ranked by summed log-prob; a finished beam keeps its place (it continues with
     PAD at no cost) and competes with the live ones. The final pick among the `beam_size`
     beams divides by length**length_penalty (0 = pure log-prob; > 0 favours longer captions).
+
+    The greedy caption is a candidate of the final pick too. Plain beam search can prune the
+    greedy prefix and end on a less likely caption than greedy decoding (it does, for a few
+    images, on trained captioners); with greedy in the pick a beam never does worse than
+    beam 1, for the price of one greedy pass (1/beam_size of the search).
     """
     B, K, L = len(memory), beam_size, max_len + 1
     dev = memory.cross[0][0].device
@@ -121,8 +126,11 @@ def beam_search(model: CaptionModel, memory: Memory, beam_size: int, max_len: in
             break
         state = state.index((base + beam).view(-1))
         prev = word.view(-1)
+    g_tokens, g_scores = greedy(model, memory, max_len) if K > 1 else (tokens[:, 0], scores[:, 0])
+    tokens = torch.cat([tokens, g_tokens.unsqueeze(1)], dim=1)  # [B, K+1, L]
+    scores = torch.cat([scores, g_scores.unsqueeze(1)], dim=1)
     lengths = (tokens != PAD).sum(-1).clamp(min=1).float()  # words + EOS
-    pick = (scores / lengths**length_penalty).argmax(-1)  # [B]
+    pick = (scores / lengths**length_penalty).argmax(-1)  # [B]; ties go to the beams (first)
     rows = torch.arange(B, device=dev)
     return tokens[rows, pick], scores[rows, pick]
 
