@@ -39,6 +39,15 @@ def train_caption(args: tuple[str, ...]) -> None:
     main(list(args))
 
 
+@train.command("nav", context_settings=_PASS_THROUGH, add_help_option=False)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def train_nav(args: tuple[str, ...]) -> None:
+    """R2R: EnvDrop-style follower on 36-view panoramas (--features STORE --data DIR [--set k=v ...])."""
+    from clipfeat.trainers.nav.train import main
+
+    main(list(args))
+
+
 @click.group("eval")
 def evaluate() -> None:
     """Score predictions with a task's official metric."""
@@ -74,6 +83,24 @@ def eval_caption(results: str, annotations: str, tokenizer: str, spice: str, as_
 
     try:
         scores = caption_evaluate(results, annotations, tokenizer=tokenizer, spice=spice)
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
+    click.echo(json.dumps(scores.to_json()) if as_json else format_scores(scores))
+
+
+@evaluate.command("nav")
+@click.option("--results", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="[{instr_id, trajectory: [[viewpoint, heading, elevation], ...]}] JSON")
+@click.option("--split-file", required=True, type=click.Path(exists=True, dir_okay=False), help="R2R_<split>.json")
+@click.option("--connectivity", required=True, type=click.Path(exists=True, file_okay=False),
+              help="folder of {scan}_connectivity.json")
+@click.option("--json", "as_json", is_flag=True, help="print length, nav_error, oracle_error, success_rate, ... as JSON")
+def eval_nav(results: str, split_file: str, connectivity: str, as_json: bool) -> None:
+    """R2R metrics as Matterport3DSimulator's tasks/R2R/eval.py defines them (SR: error < 3 m)."""
+    from clipfeat.trainers.nav.metric import evaluate as nav_evaluate, format_scores
+
+    try:
+        scores = nav_evaluate(results, split_file, connectivity)
     except ValueError as e:
         raise click.UsageError(str(e)) from None
     click.echo(json.dumps(scores.to_json()) if as_json else format_scores(scores))

@@ -1,0 +1,20 @@
+"""R2R navigation on cached panorama features: graphs, a batched environment, the EnvDrop-style
+follower, the official metrics, the trainer, and a synthetic task for tests and the demo.
+
+    from clipfeat.trainers.nav import main, evaluate
+    main(["--features", "r2r.zarr", "--data", "DATA/r2r"])
+    evaluate("results.json", "DATA/r2r/R2R_val_unseen.json", "DATA/r2r/connectivity").success_rate
+"""
+
+from .metric import NavScores, evaluate
+
+__all__ = ["NavScores", "evaluate", "main", "NavConfig"]
+
+
+def __getattr__(name: str):
+    # the trainer imports torch; keep `from clipfeat.trainers.nav import evaluate` light
+    if name in ("main", "NavConfig"):
+        from . import train
+
+        return getattr(train, name)
+    raise AttributeError(name)
