@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 UV := $(VENV)/bin/uv
 TORCH_PIN := torch==2.13.0 torchvision==0.28.0
 
-.PHONY: test demo venv bench-store bench-extract bench-train-vqa bench-train-caption clean
+.PHONY: test demo venv bench-store bench-extract bench-train-vqa bench-train-caption bench-train-nav clean
 
 venv: $(VENV)/.installed
 
@@ -34,6 +34,9 @@ bench-train-vqa: venv
 
 bench-train-caption: venv
 	$(PY) benchmarks/train_caption.py
+
+bench-train-nav: venv
+	$(PY) benchmarks/train_nav.py
 
 bench-store: venv
 	$(PY) benchmarks/store_read.py

@@ -104,7 +104,7 @@ class NavBatch:
     ended: np.ndarray = field(init=False)
     steps: np.ndarray = field(init=False)
     trajectory: list[list[list]] = field(init=False)
-    env_seconds: float = 0.0  # time spent in observe/step (the benchmark's share of an iteration)
+    env_seconds: float = 0.0  # time spent in observe/teacher/step (the benchmark's share of an iteration)
 
     def __post_init__(self) -> None:
         self.cur = self.start.copy()
@@ -142,7 +142,10 @@ class NavBatch:
         """Expert actions [B] (STOP for ended episodes)."""
         if self.goal is None:
             raise ValueError("episodes without a goal (test split) have no teacher")
-        return np.where(self.ended, 0, self.world.teacher(self.cur, self.goal))
+        t0 = time.perf_counter()
+        out = np.where(self.ended, 0, self.world.teacher(self.cur, self.goal))
+        self.env_seconds += time.perf_counter() - t0
+        return out
 
     def step(self, actions: np.ndarray) -> None:
         """Apply actions [B] (0 = STOP, j = move through candidate j−1); episodes that stop, or
