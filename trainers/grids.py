@@ -14,8 +14,9 @@ import torch
 from torch import nn
 
 from clipfeat.features import FeatureStore
+from clipfeat.features.torch_data import shard_shuffle
 
-__all__ = ["FeatureNorm", "Vocab", "cell_positions", "read_grids"]
+__all__ = ["FeatureNorm", "RowBatches", "Vocab", "cell_positions", "read_grids"]
 
 
 @dataclass
@@ -63,6 +64,26 @@ def read_grids(store: FeatureStore, rows: np.ndarray, *, pooled: bool = False) -
     if pooled:
         out["pooled"] = torch.from_numpy(feats["pooled"])[inv]
     return out
+
+
+class RowBatches:
+    """What the task loaders share: a split whose samples are store rows (`split.rows` [S]),
+    cut into batches of `batch_size` samples. Training order: `shard_shuffle` over the rows (a
+    function of (seed, epoch), reading a few shards at a time); evaluation order: the split's."""
+
+    def __init__(self, split, store: FeatureStore, *, batch_size: int, shuffle: bool, seed: int = 0,
+                 buffer_shards: int = 4) -> None:
+        self.split, self.store = split, store
+        self.batch_size, self.shuffle, self.seed, self.buffer_shards = batch_size, shuffle, seed, buffer_shards
+
+    def __len__(self) -> int:
+        return -(-len(self.split) // self.batch_size)
+
+    def order(self, epoch: int) -> np.ndarray:
+        if not self.shuffle:
+            return np.arange(len(self.split))
+        return shard_shuffle(self.split.rows, self.store.meta.shards.size, buffer_shards=self.buffer_shards,
+                             seed=self.seed, epoch=epoch)
 
 
 class FeatureNorm(nn.Module):

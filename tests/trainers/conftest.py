@@ -28,3 +28,22 @@ def coco_data(tmp_path_factory, tiny_models, ray_local):
     run_extract(ExtractConfig(out=store, spec=tiny_models["tinyvit128"], dataset="coco", root=str(root), shard_size=64,
                               batch_size=32, device="cpu", workers=1, threads=2, progress=False))
     return store, str(root)
+
+
+@pytest.fixture
+def run_killed():
+    """run_killed(module, argv): `module.main(argv)` in a subprocess that SIGKILLs itself right
+    after epoch 1's checkpoint (the trainer core's fault hook), as a crash would."""
+    import os
+    import subprocess
+    import sys
+
+    from clipfeat.trainers.core import FAULT_ENV
+
+    def run(module: str, argv: list[str]) -> None:
+        code = f"from {module} import main; main({argv!r})"
+        proc = subprocess.run([sys.executable, "-c", code], env={**os.environ, FAULT_ENV: "1"}, capture_output=True,
+                              text=True)
+        assert proc.returncode == -9, proc.stderr[-2000:]
+
+    return run

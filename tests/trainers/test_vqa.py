@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -14,7 +12,7 @@ from click.testing import CliRunner
 
 from clipfeat.features import open_store
 from clipfeat.pipeline.cli import cli
-from clipfeat.trainers.core import FAULT_ENV, ConfigError, TrainConfig, apply_overrides, load_checkpoint, parse_args
+from clipfeat.trainers.core import ConfigError, TrainConfig, apply_overrides, load_checkpoint, parse_args
 from clipfeat.trainers.vqa import evaluate
 from clipfeat.trainers.vqa.data import build_answer_vocab, build_question_vocab, encode_split, load_split, tokenize
 from clipfeat.trainers.vqa.models import BUTD, MCAN
@@ -156,7 +154,7 @@ def test_run_folder_cli_eval_and_test_predictions(coco_data, tmp_path):
 
 
 @pytest.mark.slow
-def test_resume_after_kill_equals_uninterrupted_run(coco_data, tmp_path):
+def test_resume_after_kill_equals_uninterrupted_run(coco_data, tmp_path, run_killed):
     """SIGKILL right after epoch 1's checkpoint, resume: the same final weights and metrics
     as a run that never stopped (fixed seed, CPU)."""
     sets = BUTD_SMALL + ["epochs=2", "seed=3"]
@@ -164,9 +162,7 @@ def test_resume_after_kill_equals_uninterrupted_run(coco_data, tmp_path):
 
     store, data = coco_data
     argv = ["--features", store, "--data", data, "--out", str(tmp_path / "cut"), "--set", "progress=false", *sets]
-    code = f"import sys; from clipfeat.trainers.vqa.train import main; main({argv!r})"
-    proc = subprocess.run([sys.executable, "-c", code], env={**os.environ, FAULT_ENV: "1"}, capture_output=True, text=True)
-    assert proc.returncode == -9, proc.stderr[-2000:]
+    run_killed("clipfeat.trainers.vqa.train", argv)
     assert load_checkpoint(tmp_path / "cut" / "ckpt_latest.pt")["epoch"] == 1
     resumed = main(["--resume", str(tmp_path / "cut")])
 

@@ -27,10 +27,9 @@ import numpy as np
 import torch
 
 from clipfeat.features import FeatureStore
-from clipfeat.features.torch_data import shard_shuffle
 
 from ..core import ConfigError
-from ..grids import Vocab, read_grids
+from ..grids import RowBatches, Vocab, read_grids
 from .metric import simple_tokenize
 
 __all__ = ["BOS", "EOS", "PAD", "UNK", "Batches", "CaptionSplit", "RawSplit", "WordIds", "build_vocab",
@@ -202,7 +201,7 @@ def encode_split(raw: RawSplit, store: FeatureStore, vocab: Vocab, word_ids: Wor
     )
 
 
-class Batches:
+class Batches(RowBatches):
     """Batches of images: {"idx" [B], "grid" [B, N, C] f16, "mask" [B, N] | None, "pos" [B, N, 4],
     "pooled" [B, D] (with `pooled`), and for training "captions" [B, S, L]}: S = seq_per_img
     captions per image, drawn without replacement (cycled when an image has fewer).
@@ -213,18 +212,8 @@ class Batches:
 
     def __init__(self, split: CaptionSplit, store: FeatureStore, *, batch_size: int, shuffle: bool,
                  seq_per_img: int = 5, seed: int = 0, buffer_shards: int = 4, pooled: bool = False) -> None:
-        self.split, self.store = split, store
-        self.batch_size, self.shuffle, self.seq_per_img = batch_size, shuffle, seq_per_img
-        self.seed, self.buffer_shards, self.pooled = seed, buffer_shards, pooled
-
-    def __len__(self) -> int:
-        return -(-len(self.split) // self.batch_size)
-
-    def order(self, epoch: int) -> np.ndarray:
-        if not self.shuffle:
-            return np.arange(len(self.split))
-        return shard_shuffle(self.split.rows, self.store.meta.shards.size, buffer_shards=self.buffer_shards,
-                             seed=self.seed, epoch=epoch)
+        super().__init__(split, store, batch_size=batch_size, shuffle=shuffle, seed=seed, buffer_shards=buffer_shards)
+        self.seq_per_img, self.pooled = seq_per_img, pooled
 
     def __call__(self, epoch: int = 0) -> Iterator[dict]:
         order = self.order(epoch)

@@ -31,7 +31,6 @@ scores are matched to images by id (COCOEvalCap pairs Spice's sorted order with 
 from __future__ import annotations
 
 import importlib
-import json
 import logging
 import os
 import re
@@ -41,6 +40,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from numbers import Integral
 from typing import Any
+
+from ..files import load_json
 
 __all__ = [
     "CaptionScores",
@@ -222,16 +223,6 @@ def spice_available() -> bool:
 # ---------------------------------------------------------------------------------------------
 
 
-def _load_json(source: Any, what: str, expected: str) -> Any:
-    if not isinstance(source, (str, os.PathLike)):
-        return source
-    try:
-        with open(source, encoding="utf-8") as f:
-            return json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{what} file {os.fspath(source)!r} is not valid JSON ({e}); {expected}") from None
-
-
 def _is_id(x: object) -> bool:
     return isinstance(x, Integral) and not isinstance(x, bool)
 
@@ -249,7 +240,7 @@ def load_references(annotations: Mapping[Any, Any] | JsonSource) -> dict[int, li
     any other Mapping must map int image ids to non-empty lists of caption strings (a JSON file
     cannot hold int keys, so the two never collide). Raises ValueError on anything else.
     """
-    data = _load_json(annotations, "annotations", _ANNOTATIONS_FORMAT)
+    data = load_json(annotations, "annotations", _ANNOTATIONS_FORMAT)
     if not isinstance(data, Mapping):
         raise ValueError(f"annotations is a {type(data).__name__}, not a dict; {_ANNOTATIONS_FORMAT}")
     refs: dict[int, list[str]] = {}
@@ -285,7 +276,7 @@ def _short(x: Any, n: int = 80) -> str:
 
 def _read_results(results: Any) -> dict[int, str]:
     """Image id -> caption, in the order of the results."""
-    results = _load_json(results, "results", _RESULTS_FORMAT)
+    results = load_json(results, "results", _RESULTS_FORMAT)
     if not isinstance(results, list):
         raise ValueError(f"results is a {type(results).__name__}, not a list; {_RESULTS_FORMAT}")
     if not results:

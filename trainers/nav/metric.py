@@ -38,7 +38,6 @@ shortest path on the released graphs. Staying at the start scores SR 0 (no R2R g
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -46,6 +45,7 @@ from typing import Any
 
 import numpy as np
 
+from ..files import load_json
 from .graphs import ScanGraph, load_graphs
 
 __all__ = ["ERROR_MARGIN", "NavScores", "evaluate", "format_scores"]
@@ -88,16 +88,6 @@ class NavScores:
         }
 
 
-def _load_json(source: Any, what: str, expected: str) -> Any:
-    if not isinstance(source, (str, os.PathLike)):
-        return source
-    try:
-        with open(source, encoding="utf-8") as f:
-            return json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{what} file {os.fspath(source)!r} is not valid JSON ({e}); {expected}") from None
-
-
 def _examples(ids: Sequence[str], n: int = 3) -> str:
     return "e.g. " + ", ".join(repr(i) for i in sorted(ids)[:n]) if ids else "none"
 
@@ -111,7 +101,7 @@ class _Episode:
 
 def _split_episodes(split: list[dict[str, Any]] | JsonSource) -> dict[str, _Episode]:
     """{instr_id: (scan, start, goal)} for every instruction of an R2R split (a list or a path), in split order."""
-    items = _load_json(split, "split", _SPLIT_FORMAT)
+    items = load_json(split, "split", _SPLIT_FORMAT)
     if not isinstance(items, list) or not items:
         raise ValueError(f"split holds no items; {_SPLIT_FORMAT}")
     episodes: dict[str, _Episode] = {}
@@ -141,7 +131,7 @@ def _split_episodes(split: list[dict[str, Any]] | JsonSource) -> dict[str, _Epis
 
 def _read_results(results: list[dict[str, Any]] | JsonSource) -> dict[str, list[str]]:
     """{instr_id: [viewpoint, ...]} from results (a list or a path); headings and elevations are not scored."""
-    data = _load_json(results, "results", _RESULTS_FORMAT)
+    data = load_json(results, "results", _RESULTS_FORMAT)
     if not isinstance(data, list):
         raise ValueError(f"results is a {type(data).__name__}, not a list; {_RESULTS_FORMAT}")
     out: dict[str, list[str]] = {}

@@ -24,10 +24,9 @@ import numpy as np
 import torch
 
 from clipfeat.features import FeatureStore
-from clipfeat.features.torch_data import shard_shuffle
 
 from ..core import ConfigError
-from ..grids import Vocab, read_grids
+from ..grids import RowBatches, Vocab, read_grids
 from .metric import normalize_answer, soft_score
 
 __all__ = [
@@ -190,7 +189,7 @@ def answer_prior(train: RawSplit) -> dict[str, str]:
     return {t: max(c.items(), key=lambda kv: (kv[1], kv[0]))[0] for t, c in per_type.items()}
 
 
-class Batches:
+class Batches(RowBatches):
     """Batches of a split: {"idx", "grid" [B, cells, C] f16, "mask" [B, cells] bool | None,
     "pos" [B, cells, 4], "tokens" [B, T], "targets" [B, A] (annotated splits)}.
 
@@ -201,18 +200,8 @@ class Batches:
 
     def __init__(self, split: VQASplit, store: FeatureStore, *, batch_size: int, num_answers: int,
                  shuffle: bool, seed: int = 0, buffer_shards: int = 4) -> None:
-        self.split, self.store = split, store
-        self.batch_size, self.num_answers = batch_size, num_answers
-        self.shuffle, self.seed, self.buffer_shards = shuffle, seed, buffer_shards
-
-    def __len__(self) -> int:
-        return -(-len(self.split) // self.batch_size)
-
-    def order(self, epoch: int) -> np.ndarray:
-        if not self.shuffle:
-            return np.arange(len(self.split))
-        return shard_shuffle(self.split.rows, self.store.meta.shards.size, buffer_shards=self.buffer_shards,
-                             seed=self.seed, epoch=epoch)
+        super().__init__(split, store, batch_size=batch_size, shuffle=shuffle, seed=seed, buffer_shards=buffer_shards)
+        self.num_answers = num_answers
 
     def __call__(self, epoch: int = 0) -> Iterator[dict]:
         order = self.order(epoch)

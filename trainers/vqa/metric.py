@@ -32,13 +32,14 @@ the annotator answers are then cleaned and normalised only once; predicted answe
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
+
+from ..files import load_json
 
 __all__ = [
     "ARTICLES",
@@ -265,16 +266,6 @@ class VQAAnnotations:
         return question_id in self.questions
 
 
-def _load_json(source: Any, what: str, expected: str) -> Any:
-    if not isinstance(source, (str, os.PathLike)):
-        return source
-    try:
-        with open(source, encoding="utf-8") as f:
-            return json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{what} file {os.fspath(source)!r} is not valid JSON ({e}); {expected}") from None
-
-
 def _is_id(x: object) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
 
@@ -337,7 +328,7 @@ def _prepare_question(ann: Any, i: int, memo: dict[str, str]) -> tuple[int, _Que
 def _question_choices(questions: Any, ids: Mapping[int, Any]) -> Mapping[int, frozenset[str]] | None:
     """Check the questions file against the annotations; return the allowed answers of a
     Multiple Choice questions file (None for Open-Ended)."""
-    questions = _load_json(questions, "questions", _QUESTIONS_FORMAT)
+    questions = load_json(questions, "questions", _QUESTIONS_FORMAT)
     if not isinstance(questions, Mapping) or not isinstance(questions.get("questions"), list):
         raise ValueError(f"questions: no 'questions' list; {_QUESTIONS_FORMAT}")
     qids = []
@@ -370,7 +361,7 @@ def load_annotations(annotations: Mapping[str, Any] | JsonSource, questions: Any
     `evaluate`. `questions` (a v2_OpenEnded_mscoco_*_questions.json dict or path), if given, must
     hold exactly the same question ids; a "Multiple Choice" questions file also restricts each
     answer to the question's `multiple_choices`, as the official loader does."""
-    data = _load_json(annotations, "annotations", _ANNOTATIONS_FORMAT)
+    data = load_json(annotations, "annotations", _ANNOTATIONS_FORMAT)
     if not isinstance(data, Mapping) or not isinstance(data.get("annotations"), list):
         raise ValueError(f"annotations: no 'annotations' list; {_ANNOTATIONS_FORMAT}")
     memo: dict[str, str] = {}
@@ -411,7 +402,7 @@ class VQAScores:
 
 
 def _read_results(results: Any) -> dict[int, str]:
-    results = _load_json(results, "results", _RESULTS_FORMAT)
+    results = load_json(results, "results", _RESULTS_FORMAT)
     if not isinstance(results, list):
         raise ValueError(f"results is a {type(results).__name__}, not a list; {_RESULTS_FORMAT}")
     answers: dict[int, str] = {}
