@@ -16,7 +16,7 @@ from torch import nn
 from clipfeat.features import FeatureStore
 from clipfeat.features.torch_data import shard_shuffle
 
-__all__ = ["FeatureNorm", "RowBatches", "Vocab", "cell_positions", "read_grids"]
+__all__ = ["FeatureNorm", "RowBatches", "Vocab", "cell_positions", "read_grids", "store_rows"]
 
 
 @dataclass
@@ -41,6 +41,24 @@ def cell_positions(hw: torch.Tensor, cells: int) -> torch.Tensor:
     r, c = torch.div(i, hw[:, 1:], rounding_mode="floor").float(), (i % hw[:, 1:]).float()
     pos = torch.stack([c / w, r / h, (c + 1) / w, (r + 1) / h], dim=-1)
     return pos * (i < hw[:, :1] * hw[:, 1:]).unsqueeze(-1)
+
+
+def store_rows(store: FeatureStore, keys) -> tuple[np.ndarray, np.ndarray]:
+    """Which of `keys` (image ids, one per sample) have features in the store, and their rows:
+    (positions into keys [K], store rows [K]). Keys not in the store, failed or not yet
+    extracted are left out (the caller counts them, or fails with --strict)."""
+    available = np.zeros(len(store), dtype=bool)
+    available[store.done_rows()] = True
+    keep, rows = [], []
+    for j, key in enumerate(keys):
+        try:
+            r = store.index(key)
+        except KeyError:
+            continue
+        if available[r]:
+            keep.append(j)
+            rows.append(r)
+    return np.array(keep, dtype=np.int64), np.array(rows, dtype=np.int64)
 
 
 def read_grids(store: FeatureStore, rows: np.ndarray, *, pooled: bool = False) -> dict[str, torch.Tensor | None]:

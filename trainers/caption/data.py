@@ -29,7 +29,7 @@ import torch
 from clipfeat.features import FeatureStore
 
 from ..core import ConfigError
-from ..grids import RowBatches, Vocab, read_grids
+from ..grids import RowBatches, Vocab, read_grids, store_rows
 from .metric import simple_tokenize
 
 __all__ = ["BOS", "EOS", "PAD", "UNK", "Batches", "CaptionSplit", "RawSplit", "WordIds", "build_vocab",
@@ -168,17 +168,7 @@ def encode_split(raw: RawSplit, store: FeatureStore, vocab: Vocab, word_ids: Wor
                  strict: bool) -> CaptionSplit:
     """Map images to store rows and captions to ids. Images not in the store (or failed / not
     yet extracted) are counted and skipped, or fail with `strict`."""
-    available = np.zeros(len(store), dtype=bool)
-    available[store.done_rows()] = True
-    keep, rows = [], []
-    for j, image_id in enumerate(raw.image_ids):
-        try:
-            r = store.index(image_id)
-        except KeyError:
-            continue
-        if available[r]:
-            keep.append(j)
-            rows.append(r)
+    keep, rows = store_rows(store, raw.image_ids)
     skipped = len(raw.image_ids) - len(keep)
     if skipped and strict:
         raise ConfigError(f"{skipped} of {len(raw.image_ids)} {raw.name} images have no features in {store.url}; "
@@ -192,7 +182,7 @@ def encode_split(raw: RawSplit, store: FeatureStore, vocab: Vocab, word_ids: Wor
     return CaptionSplit(
         name=raw.name,
         image_ids=np.array([raw.image_ids[j] for j in keep], dtype=np.int64),
-        rows=np.array(rows, dtype=np.int64),
+        rows=rows,
         raw=[raw.raw[j] for j in keep],
         refs=[[word_ids(c) for c in raw.tokens[j]] for j in keep],
         cap_ptr=np.concatenate([[0], np.cumsum([len(raw.tokens[j]) for j in keep])]).astype(np.int64),

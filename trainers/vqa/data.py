@@ -26,7 +26,7 @@ import torch
 from clipfeat.features import FeatureStore
 
 from ..core import ConfigError
-from ..grids import RowBatches, Vocab, read_grids
+from ..grids import RowBatches, Vocab, read_grids, store_rows
 from .metric import normalize_answer, soft_score
 
 __all__ = [
@@ -138,17 +138,7 @@ def encode_split(
 ) -> VQASplit:
     """Tokenise, map images to store rows, compute soft targets. Questions whose image is not
     in the store (or failed / not yet extracted) are counted and skipped, or fail with `strict`."""
-    available = np.zeros(len(store), dtype=bool)
-    available[store.done_rows()] = True
-    keep, rows = [], []
-    for i, q in enumerate(raw.questions):
-        try:
-            r = store.index(q["image_id"])
-        except KeyError:
-            continue
-        if available[r]:
-            keep.append(i)
-            rows.append(r)
+    keep, rows = store_rows(store, [q["image_id"] for q in raw.questions])
     skipped = len(raw.questions) - len(keep)
     if skipped and strict:
         raise ConfigError(
@@ -171,7 +161,7 @@ def encode_split(
     return VQASplit(
         name=raw.name,
         question_ids=np.array([raw.questions[i]["question_id"] for i in keep], dtype=np.int64),
-        rows=np.array(rows, dtype=np.int64),
+        rows=rows,
         tokens=tokens,
         target_ptr=np.array(ptr, dtype=np.int64),
         target_idx=np.array(tidx, dtype=np.int64),
