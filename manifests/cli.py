@@ -6,15 +6,21 @@ import click
 
 
 @click.command("manifest")
-@click.option("--dataset", required=True, type=click.Choice(["coco", "vg"]), help="Dataset layout to read.")
+@click.option("--dataset", required=True, type=click.Choice(["coco", "vg", "r2r"]), help="Dataset layout to read.")
 @click.option("--root", required=True, type=click.Path(), help="Dataset root folder.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Manifest file (.jsonl or .jsonl.gz).")
 @click.option("--splits", default=None, help="Comma-separated COCO folders, e.g. train2014,val2014.")
-def manifest_cmd(dataset: str, root: str, out: str, splits: str | None) -> None:
-    """Scan a dataset root into a manifest: sorted rows (key, path, split, fields) and their sha256."""
+@click.option("--scans", default=None, help="R2R: comma-separated scan ids (default: every connectivity file).")
+@click.option("--connectivity", default=None, type=click.Path(file_okay=False), help="R2R: graphs folder (default ROOT/connectivity).")
+def manifest_cmd(dataset: str, root: str, out: str, splits: str | None, scans: str | None, connectivity: str | None) -> None:
+    """Scan a dataset root into a manifest: sorted rows (key, path, split, fields) and their sha256.
+
+    Example: clipfeat manifest --dataset coco --root DATA/coco --out coco.jsonl.gz --splits val2014
+    """
     from . import scan
 
-    manifest, warnings = scan(dataset, root, splits=splits.split(",") if splits else None)
+    manifest, warnings = scan(dataset, root, splits=splits.split(",") if splits else None,
+                              scans=scans.split(",") if scans else None, connectivity=connectivity)
     for w in warnings:
         click.echo(f"warning: {w}", err=True)
     manifest.save(out)

@@ -13,6 +13,9 @@ Files written (the datasets' own names and JSON schemas):
          root/v2_OpenEnded_mscoco_{split}_questions.json           (VQA v2 questions)
          root/v2_mscoco_{split}_annotations.json                   (VQA v2 annotations)
     VG   root/image_data.json, root/VG_100K/{id}.jpg, root/VG_100K_2/{id}.jpg
+    R2R  root/connectivity/{scan}_connectivity.json (poses rotated about z, a non-included
+         viewpoint), root/v1/scans/{scan}/matterport_skybox_images/{vp}_skybox{0..5}_sami.jpg
+         (one viewpoint per scan as the simulator's {vp}_skybox_small.jpg strip instead)
 
 Sizes and JPEG modes vary like the real sets (landscape/portrait, greyscale and CMYK files, an
 EXIF-rotated one), so decoding is exercised the way real data exercises it.
@@ -25,7 +28,7 @@ import os
 import random
 from dataclasses import dataclass, field
 
-__all__ = ["COLORS", "SHAPES", "Scene", "make_coco", "make_vg", "draw_scene", "random_scene"]
+__all__ = ["COLORS", "SHAPES", "Scene", "make_coco", "make_matterport", "make_vg", "draw_scene", "random_scene"]
 
 COLORS = {
     "red": (220, 40, 40),
@@ -240,6 +243,60 @@ def make_vg(root: str | os.PathLike, *, count: int = 24, seed: int = 1, sizes: t
         ids.append(image_id)
     _dump(os.path.join(root, "image_data.json"), entries)
     return ids
+
+
+def make_matterport(root: str | os.PathLike, *, scans: int = 2, viewpoints: int = 4, face_size: int = 64,
+                    seed: int = 2) -> dict[str, list[str]]:
+    """Write an R2R / Matterport layout under `root`; returns scan -> included viewpoint ids.
+
+    Viewpoints stand on a line 2 m apart, all connected in sequence; each pose is a rotation
+    about z (a different angle per viewpoint) plus the position, as Matterport's poses are.
+    Faces are flat colours with a few shapes (face i has i + 1 of them), so a person can tell
+    them apart in rendered views; the geometry tests build their scenes analytically.
+    """
+    import math
+
+    from PIL import Image, ImageDraw
+
+    root = os.fspath(root)
+    rng = random.Random(seed)
+    os.makedirs(os.path.join(root, "connectivity"), exist_ok=True)
+    out: dict[str, list[str]] = {}
+    for s in range(scans):
+        scan = f"{rng.getrandbits(40):010x}"[:11]
+        folder = os.path.join(root, "v1", "scans", scan, "matterport_skybox_images")
+        os.makedirs(folder, exist_ok=True)
+        names = [f"{rng.getrandbits(128):032x}" for _ in range(viewpoints + 1)]
+        entries = []
+        for i, vp in enumerate(names):
+            a = math.radians(rng.uniform(0, 360))
+            pose = [math.cos(a), -math.sin(a), 0.0, 2.0 * i, math.sin(a), math.cos(a), 0.0, 0.5 * s, 0.0, 0.0, 1.0, 1.5,
+                    0.0, 0.0, 0.0, 1.0]
+            included = i < viewpoints  # the last one is not included: it must not become a row
+            link = [included and j < viewpoints and abs(i - j) == 1 for j in range(len(names))]
+            entries.append({"image_id": vp, "pose": pose, "included": included, "visible": link, "unobstructed": link,
+                            "height": 1.5})
+            if not included:
+                continue
+            faces = []
+            for f in range(6):
+                img = Image.new("RGB", (face_size, face_size), tuple(rng.randint(40, 220) for _ in range(3)))
+                d = ImageDraw.Draw(img)
+                for k in range(f + 1):
+                    x = face_size * (k + 1) // (f + 2)
+                    d.ellipse((x - 4, face_size // 2 - 4, x + 4, face_size // 2 + 4), fill=(255, 255, 255))
+                faces.append(img)
+            if i == viewpoints - 1:  # the simulator's downsized strip: six faces side by side
+                strip = Image.new("RGB", (6 * face_size, face_size))
+                for f, img in enumerate(faces):
+                    strip.paste(img, (f * face_size, 0))
+                strip.save(os.path.join(folder, f"{vp}_skybox_small.jpg"), quality=90)
+            else:
+                for f, img in enumerate(faces):
+                    img.save(os.path.join(folder, f"{vp}_skybox{f}_sami.jpg"), quality=90)
+        _dump(os.path.join(root, "connectivity", f"{scan}_connectivity.json"), entries)
+        out[scan] = names[:viewpoints]
+    return out
 
 
 def _dump(path: str, obj) -> None:

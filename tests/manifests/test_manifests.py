@@ -116,3 +116,45 @@ def test_manifest_cli(coco_root, tmp_path):
     (empty / "val2014").mkdir(parents=True)
     res = r.invoke(cli, ["manifest", "--dataset", "coco", "--root", str(empty), "--out", str(tmp_path / "x.jsonl")])
     assert res.exit_code == 2 and "no COCO images found" in res.output
+
+
+# -- R2R ------------------------------------------------------------------------------------------
+
+
+def test_r2r_manifest_from_graphs_and_skyboxes(tmp_path):
+    from clipfeat.manifests import skybox_files
+    from clipfeat.manifests.synthetic import make_matterport
+
+    made = make_matterport(tmp_path, scans=2, viewpoints=3)
+    m, warnings = scan("r2r", str(tmp_path))
+    assert warnings == [] and len(m) == 6 and m.splits() == {"r2r": 6}
+    assert sorted(m.keys) == sorted(f"{s}_{v}" for s, vps in made.items() for v in vps)  # the non-included one is left out
+    row = m.rows[0]
+    assert row.path == f"v1/scans/{row.fields['scan']}/matterport_skybox_images" and len(row.fields["pose"]) == 16
+    files = [skybox_files(tmp_path, r) for r in m.rows]
+    assert sorted(len(f) for f in files) == [1, 1, 6, 6, 6, 6]  # one _skybox_small strip per scan
+    assert m.sha256 == scan("r2r", str(tmp_path))[0].sha256
+
+    one = sorted(made)[0]
+    assert len(scan("r2r", str(tmp_path), scans=[one])[0]) == 3
+    with pytest.raises(ManifestError, match="no connectivity file"):
+        scan("r2r", str(tmp_path), scans=["nope"])
+    with pytest.raises(ManifestError, match="no splits"):
+        scan("r2r", str(tmp_path), splits=["train"])
+    with pytest.raises(ManifestError, match="has no \\*_connectivity.json"):
+        scan("r2r", str(tmp_path), connectivity=str(tmp_path / "v1"))
+
+    # a missing face: the viewpoint stays a row (row numbers follow the graphs) and is reported
+    victim = next(r for r in m.rows if len(skybox_files(tmp_path, r)) == 6)
+    os.remove(tmp_path / victim.path / f"{victim.fields['viewpoint']}_skybox3_sami.jpg")
+    m2, warnings = scan("r2r", str(tmp_path))
+    assert len(m2) == 6 and "1 of 6 viewpoints have no skybox images" in warnings[0] and victim.key in warnings[0]
+    assert skybox_files(tmp_path, Row(victim.key, victim.path, "r2r", victim.fields)) is None
+
+
+def test_r2r_manifest_of_the_real_graphs(shared_data):
+
+
+    m, _ = scan("r2r", str(shared_data / "r2r"))
+    assert len(m) == 10_567 and len({r.fields["scan"] for r in m.rows}) == 90
+    assert m.rows[0].key == "17DRP5sb8fy_00ebbf3782c64d74aaf7dd39cd561175"
