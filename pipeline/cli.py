@@ -53,8 +53,9 @@ def _register() -> None:
     from clipfeat.trainers.cli import COMMANDS as trainer_commands
 
     from .extract_cli import COMMANDS as pipeline_commands
+    from .render_cli import COMMANDS as render_commands
 
-    for cmd in [*manifest_commands, *pipeline_commands, *feature_commands, *trainer_commands]:
+    for cmd in [*manifest_commands, *pipeline_commands, *render_commands, *feature_commands, *trainer_commands]:
         cli.add_command(cmd)
 
 

@@ -23,10 +23,13 @@ import hashlib
 import logging
 import os
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 
 from clipfeat.features.errors import ClipfeatError, UnreachableError
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["EncoderError", "EncoderSpec", "EncoderShape", "Encoder", "load_encoder", "describe_encoder", "register_model_config", "file_sha256"]
 
