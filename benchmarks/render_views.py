@@ -8,8 +8,8 @@ with Matterport-like poses (camera y down, a random turn about z, a small tilt).
                  uses new poses, as a pipeline that renders each viewpoint once does.
   render, cached grid   `poses=None` (synthetic data): one sampling grid for the batch, kept
                  from the previous call
-  preprocess     the views -> 224x224 uint8 as the extraction job's GPU path resizes them
-                 (`images.gpu_preprocess`: bicubic shorter side 224, centre crop), for reference
+  preprocess     the views -> 224x224 uint8 as the extraction job resizes R2R views
+                 (`images.tensor_preprocess`: bicubic shorter side 224, centre crop), for reference
   RN50 forward   `encoder.Encoder.normalize` + `encode` (grid + pooled) of open_clip's RN50 with
                  random weights on those 36 x 224 x 224 inputs of one viewpoint, one batch; half
                  precision on CUDA, as the extraction job runs it
@@ -82,7 +82,7 @@ def main(argv=None) -> dict:
     import numpy as np
     import torch
 
-    from clipfeat.pipeline.images import Preprocessor, gpu_preprocess
+    from clipfeat.pipeline.images import Preprocessor, tensor_preprocess
     from clipfeat.pipeline.panorama import VIEW_HEIGHT, VIEW_WIDTH, VIEWS, render_views
 
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -110,7 +110,7 @@ def main(argv=None) -> dict:
 
     views = render_views(faces, random_poses(rng, b))  # warm-up: allocations, thread pools
     render_views(faces, None), render_views(faces, None)  # the identity pose met twice: its grid is kept
-    pixels = gpu_preprocess(list(views[0]), pre)
+    pixels = tensor_preprocess(views[0], pre)
     enc.encode(enc.normalize(pixels))
     res: dict[str, list[float]] = {"render": [], "cached": [], "preprocess": [], "rn50": []}
     for rep in range(repeats):
@@ -120,7 +120,7 @@ def main(argv=None) -> dict:
         _, dt = timed(lambda: render_views(faces, None))  # its grid is kept since the warm-up
 
         res["cached"].append(dt / n)
-        pixels, dt = timed(lambda: gpu_preprocess(list(views[0]), pre))  # one viewpoint's 36 views
+        pixels, dt = timed(lambda: tensor_preprocess(views[0], pre))  # one viewpoint's 36 views
         res["preprocess"].append(dt / VIEWS)
         _, dt = timed(lambda: [t.cpu() for t in enc.encode(enc.normalize(pixels))])
         res["rn50"].append(dt / VIEWS)

@@ -95,7 +95,7 @@ def format_info(info: dict[str, Any]) -> str:
         f"id         {m['store_id']}  (schema {m['schema_version']}, status {m['status']})",
         f"dataset    {ds['name']}: {ds['num_items']} items {json.dumps(ds.get('splits') or {})}, manifest {ds['manifest_sha256'][:12]}",
         f"encoder    {enc['model']} ({weights}), weights {str(enc.get('weights_sha256') or '-')[:12]}",
-        f"preprocess {prep}, {pre.get('interpolation')}",
+        f"preprocess {prep}, {pre.get('interpolation')}" + (f"; views {pre['render']}" if pre.get("render") else ""),
         f"layout     views {lay.get('views') or 1}, pooled {lay['pooled_dim']}, "
         + (f"grid {lay['grid_hw'] or 'variable'} x {lay['grid_channels']}" if lay.get("grid_channels") else "no grid")
         + f", {lay['dtype']}",

@@ -84,6 +84,9 @@ class PreprocessInfo:
     interpolation: str = "bicubic"
     mean: tuple[float, ...] = ()
     std: tuple[float, ...] = ()
+    # panorama stores: how the V views were made, e.g. "matterport-skybox bilinear 640x480 vfov60"
+    # (rendered by clipfeat.pipeline.panorama) or "prerendered 640x480" (the user's images)
+    render: str | None = None
 
 
 @dataclass(frozen=True)
@@ -248,11 +251,16 @@ def compute_store_id(
         "model": encoder.model,
         "pretrained": encoder.pretrained,
         "weights_sha256": encoder.weights_sha256,
-        "preprocess": dataclasses.asdict(preprocess),
+        "preprocess": _without_none(dataclasses.asdict(preprocess), "render"),
         "layout": dataclasses.asdict(layout),
         "shard_size": shard_size,
     }
     return canonical_sha256(ident)[:16]
+
+
+def _without_none(d: dict[str, Any], *optional: str) -> dict[str, Any]:
+    """Drop optional fields that are unset, so fields added later leave old stores' ids unchanged."""
+    return {k: v for k, v in d.items() if not (k in optional and v is None)}
 
 
 def describe_difference(a: StoreMeta, b: StoreMeta) -> str:

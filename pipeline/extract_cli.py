@@ -6,10 +6,14 @@ import click
 
 
 @click.command("extract")
-@click.option("--dataset", type=click.Choice(["coco", "vg"]), help="Dataset layout under --root (or use --manifest).")
+@click.option("--dataset", type=click.Choice(["coco", "vg", "r2r"]),
+              help="Dataset layout under --root (or use --manifest). r2r: Matterport skyboxes -> 36 views per viewpoint.")
 @click.option("--root", type=click.Path(file_okay=False), help="Dataset root folder.")
 @click.option("--manifest", type=click.Path(dir_okay=False), help="A saved manifest (clipfeat manifest); paths relative to --root.")
 @click.option("--splits", help="COCO folders to extract, comma-separated (e.g. val2014).")
+@click.option("--scans", help="r2r: scans to extract, comma-separated (default: every scan with a connectivity graph).")
+@click.option("--connectivity", type=click.Path(file_okay=False),
+              help="r2r: folder of {scan}_connectivity.json (default ROOT/connectivity).")
 @click.option("--out", required=True, help="Store to create or resume: a folder or fsspec URL ending in .zarr.")
 @click.option("--model", default="RN50", show_default=True, help="open_clip model name, e.g. RN50x4, ViT-B-32.")
 @click.option("--pretrained", help="open_clip pretrained tag, e.g. openai (downloads the weights).")
@@ -20,8 +24,11 @@ import click
               help="fixed: open_clip's resize + centre crop; aspect: keep the aspect ratio (variable grids, ResNets).")
 @click.option("--shorter-side", type=int, default=600, show_default=True, help="aspect mode: shorter side in pixels.")
 @click.option("--max-side", type=int, default=1000, show_default=True, help="aspect mode: cap on the longer side.")
-@click.option("--shard-size", type=int, default=256, show_default=True, help="Items per shard (one Zarr shard, one unit of work).")
-@click.option("--batch-size", type=int, default=64, show_default=True, help="Images per forward pass.")
+@click.option("--grid/--no-grid", default=None,
+              help="Store the grid (spatial map) next to the pooled embedding. Default: yes, except for r2r (36 views per item).")
+@click.option("--shard-size", type=int,
+              help="Items per shard (one Zarr shard, one unit of work). Default 256, fewer for large items so a shard stays under 512 MiB.")
+@click.option("--batch-size", type=int, default=64, show_default=True, help="Images per forward pass (r2r: views, whole viewpoints).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--workers", type=int, help="CPU: worker actors (default 1). GPU: at most this many (default one per GPU).")
 @click.option("--threads", type=int, help="Threads per worker for decoding and CPU inference (default: CPUs / workers).")
@@ -43,6 +50,8 @@ def extract_cmd(**o) -> None:
     \b
     clipfeat extract --dataset coco --root DATA/coco --model RN50x4 --pretrained openai \\
                      --out features/coco-RN50x4.zarr
+    clipfeat extract --dataset r2r --root DATA/matterport --model ViT-B-16 --pretrained openai \\
+                     --out features/r2r-ViT-B-16.zarr        (pooled [36, D] per viewpoint)
     Rerunning the same command after an interruption computes only the unfinished shards.
     """
     import logging
@@ -60,6 +69,7 @@ def extract_cmd(**o) -> None:
     cfg = ExtractConfig(
         out=o["out"], spec=spec, dataset=o["dataset"], root=o["root"], manifest=o["manifest"],
         splits=tuple(o["splits"].split(",")) if o["splits"] else None, preprocess=o["preprocess"],
+        scans=tuple(o["scans"].split(",")) if o["scans"] else None, connectivity=o["connectivity"], grid=o["grid"],
         shorter_side=o["shorter_side"], max_side=o["max_side"], shard_size=o["shard_size"], batch_size=o["batch_size"],
         device=o["device"], workers=o["workers"], threads=o["threads"], decode=o["decode"], inflight=o["inflight"], address=o["address"],
         max_failures=o["max_failures"], retry_failed=o["retry_failed"], retries=o["retries"], codec=o["codec"], overwrite=o["overwrite"],

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["ImageError", "MAX_PIXELS", "Preprocessor", "load_image", "decode_image", "gpu_decodable", "gpu_preprocess"]
+__all__ = ["ImageError", "MAX_PIXELS", "Preprocessor", "load_image", "decode_image", "gpu_decodable", "gpu_preprocess", "tensor_preprocess"]
 
 # Decompression-bomb limit: larger than any V&L dataset image (VG's largest is ~1280x1280),
 # far below what would exhaust a worker's memory.
@@ -181,16 +181,22 @@ def gpu_preprocess(images: list, pre: Preprocessor):
     interpolation "<mode>/torchvision-gpu" and get their own store_id.
     """
     import torch
+
+    return torch.cat([tensor_preprocess(img[None], pre) for img in images])
+
+
+def tensor_preprocess(batch, pre: Preprocessor):
+    """uint8 [N, 3, h, w] tensor (images of one size, any device) -> uint8 [N, H, W, 3].
+
+    `Preprocessor.plan`'s geometry with torchvision's antialiased resize, one call for the
+    batch, on the batch's device (R2R's 36 views of a viewpoint go through here together).
+    """
     from torchvision.transforms.v2 import functional as TF
 
-    mode = TF.InterpolationMode(pre.interpolation)
-    out = []
-    for img in images:
-        (new_w, new_h), crop = pre.plan(img.shape[-1], img.shape[-2])
-        if (new_w, new_h) != (img.shape[-1], img.shape[-2]):
-            img = TF.resize(img, [new_h, new_w], interpolation=mode, antialias=True)
-        if crop is not None:
-            left, top, right, bottom = crop
-            img = img[:, top:bottom, left:right]
-        out.append(img)
-    return torch.stack(out).permute(0, 2, 3, 1)  # NCHW -> NHWC (a view)
+    (new_w, new_h), crop = pre.plan(batch.shape[-1], batch.shape[-2])
+    if (new_w, new_h) != (batch.shape[-1], batch.shape[-2]):
+        batch = TF.resize(batch, [new_h, new_w], interpolation=TF.InterpolationMode(pre.interpolation), antialias=True)
+    if crop is not None:
+        left, top, right, bottom = crop
+        batch = batch[..., top:bottom, left:right]
+    return batch.permute(0, 2, 3, 1)  # NCHW -> NHWC (a view)

@@ -18,6 +18,7 @@ This is the only module that imports ray.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sys
 import time
@@ -27,9 +28,10 @@ from clipfeat.features.errors import ClipfeatError
 
 from .encoder import EncoderError, EncoderSpec, describe_encoder, resolve_weights
 from .images import Preprocessor
+from .panorama import VFOV_DEG, VIEW_HEIGHT, VIEW_WIDTH, VIEWS
 from .worker import ShardReport, ShardWorker, WorkerConfig
 
-__all__ = ["ExtractConfig", "ExtractResult", "JobFailedError", "parse_max_failures", "plan_store", "run_extract"]
+__all__ = ["ExtractConfig", "ExtractResult", "JobFailedError", "default_shard_size", "parse_max_failures", "plan_store", "run_extract"]
 
 log = logging.getLogger("clipfeat.extract")
 
@@ -44,14 +46,17 @@ class JobFailedError(ClipfeatError):
 class ExtractConfig:
     out: str  # store URL
     spec: EncoderSpec
-    dataset: str | None = None  # "coco" | "vg" (with root), or None with manifest
+    dataset: str | None = None  # "coco" | "vg" | "r2r" (with root), or None with manifest
     root: str | None = None  # dataset root
     manifest: str | None = None  # saved manifest file (rows relative to root)
     splits: tuple[str, ...] | None = None
+    scans: tuple[str, ...] | None = None  # r2r: these scans only
+    connectivity: str | None = None  # r2r: the graphs' folder (default ROOT/connectivity)
+    grid: bool | None = None  # store the grid too (default: yes for images, no for R2R's 36 views)
     preprocess: str = "fixed"  # "fixed" | "aspect"
     shorter_side: int = 600  # aspect mode
     max_side: int = 1000  # aspect mode
-    shard_size: int = 256
+    shard_size: int | None = None  # items per shard; None: `default_shard_size` of the layout
     batch_size: int = 64
     device: str = "auto"  # "auto" | "cpu" | "cuda"
     workers: int | None = None  # CPU actors (default 1); GPU: one per GPU (at most this many)
@@ -122,7 +127,8 @@ def _manifest(cfg: ExtractConfig):
     if not cfg.dataset or not cfg.root:
         raise ClipfeatError("pass --dataset and --root (or --manifest and --root)")
     try:
-        m, warnings = scan(cfg.dataset, cfg.root, splits=list(cfg.splits) if cfg.splits else None)
+        m, warnings = scan(cfg.dataset, cfg.root, splits=list(cfg.splits) if cfg.splits else None,
+                           scans=list(cfg.scans) if cfg.scans else None, connectivity=cfg.connectivity)
     except ManifestError as e:
         raise ClipfeatError(str(e)) from None
     for w in warnings:
@@ -137,6 +143,12 @@ def plan_store(cfg: ExtractConfig, manifest, weights_sha256: str):
     if cfg.preprocess not in ("fixed", "aspect"):
         raise ClipfeatError(f"unknown --preprocess {cfg.preprocess!r}; choose fixed or aspect")
     aspect = cfg.preprocess == "aspect"
+    panorama = manifest.dataset == "r2r"
+    if panorama and aspect:
+        raise ClipfeatError("R2R views are stored as fixed-size grids (36 per viewpoint): use --preprocess fixed")
+    if panorama and cfg.decode == "cuda":
+        raise ClipfeatError("--decode cuda is for single images; R2R skyboxes are rendered on the workers' device anyway")
+    keep_grid = cfg.grid if cfg.grid is not None else not panorama
     if aspect and cfg.spec.image_size:
         raise ClipfeatError("--image-size applies to --preprocess fixed; aspect mode uses --shorter-side/--max-side")
     shape = describe_encoder(cfg.spec, probe_hw=(cfg.shorter_side, cfg.max_side) if aspect else None)
@@ -148,15 +160,23 @@ def plan_store(cfg: ExtractConfig, manifest, weights_sha256: str):
         interpolation=shape.interpolation, resize_mode=shape.resize_mode,
     )
     # GPU resizing rounds differently from PIL's: say so, which also gives another store_id.
-    interp = f"{shape.interpolation}/torchvision-gpu" if cfg.decode == "cuda" else shape.interpolation
+    # Panorama views are resized by torchvision on every device (they are tensors already).
+    interp = shape.interpolation
+    if cfg.decode == "cuda":
+        interp += "/torchvision-gpu"
+    elif panorama:
+        interp += "/torchvision"
+    grid_channels = shape.grid_channels if keep_grid else None
     if aspect:
-        layout = Layout(pooled_dim=shape.pooled_dim, grid_channels=shape.grid_channels,
-                        grid_max_cells=shape.probe_grid[0] * shape.probe_grid[1])
+        layout = Layout(pooled_dim=shape.pooled_dim, grid_channels=grid_channels,
+                        grid_max_cells=shape.probe_grid[0] * shape.probe_grid[1] if keep_grid else None)
         info = PreprocessInfo(mode="aspect", shorter_side=cfg.shorter_side, max_side=cfg.max_side,
                               interpolation=interp, mean=shape.mean, std=shape.std)
     else:
-        layout = Layout(pooled_dim=shape.pooled_dim, grid_channels=shape.grid_channels, grid_hw=shape.probe_grid)
-        info = PreprocessInfo(mode="fixed", size=size, interpolation=interp, mean=shape.mean, std=shape.std)
+        layout = Layout(pooled_dim=shape.pooled_dim, grid_channels=grid_channels, grid_hw=shape.probe_grid if keep_grid else None,
+                        views=VIEWS if panorama else None)
+        info = PreprocessInfo(mode="fixed", size=size, interpolation=interp, mean=shape.mean, std=shape.std,
+                              render=_render_info(manifest) if panorama else None)
     import open_clip
     import torch
 
@@ -169,10 +189,30 @@ def plan_store(cfg: ExtractConfig, manifest, weights_sha256: str):
         ),
         preprocess=info,
         layout=layout,
-        shard_size=cfg.shard_size,
+        shard_size=cfg.shard_size or default_shard_size(layout),
         created_by=CreatedBy(command=" ".join(["clipfeat", *sys.argv[1:]]) if "clipfeat" in sys.argv[0] else ""),
     )
     return meta, pre
+
+
+def default_shard_size(layout) -> int:
+    """256 items, halved until a shard's arrays fit in 512 MiB: a worker holds a few shards in
+    memory, and R2R viewpoints with grids are 36 images each (RN50x4: 15 MiB a viewpoint -> 32)."""
+    item = 2 * sum(math.prod(layout.item_shape(name)) for name in layout.arrays())  # float16 bytes
+    size = 256
+    while size > 1 and size * item > 512 << 20:
+        size //= 2
+    return size
+
+
+def _render_info(manifest) -> str:
+    """How a panorama store's views are made: rendered here from skyboxes, or the user's own."""
+    layouts = {row.fields.get("layout", "skybox") for row in manifest.rows}
+    if len(layouts) != 1:
+        raise ClipfeatError("the manifest mixes skybox and pre-rendered viewpoints; extract them into separate stores")
+    if layouts == {"views"}:
+        return "prerendered"
+    return f"matterport-skybox bilinear {VIEW_WIDTH}x{VIEW_HEIGHT} vfov{VFOV_DEG:g}"
 
 
 def _start_ray(address: str | None):
@@ -278,7 +318,9 @@ def _run_shards(cfg: ExtractConfig, writer, manifest, todo: list[int], weights: 
         max_concurrency=per_actor,  # later shards decode and write while one runs the model (worker.py)
     )
     actors = [actor_cls.remote(wcfg) for _ in range(n_actors)]
-    rows_of = {k: [(r, manifest.rows[r].key, manifest.rows[r].path) for r in writer.shard_rows(k)] for k in todo}
+    fields = manifest.dataset == "r2r"  # panorama workers need the viewpoint, its pose and its layout
+    rows_of = {k: [(r, row.key, row.path, row.fields) if fields else (r, row.key, row.path)
+                   for r in writer.shard_rows(k) for row in (manifest.rows[r],)] for k in todo}
     queue = list(todo)
     attempts = {k: 0 for k in todo}
     inflight: dict = {}  # ObjectRef -> (actor index, shard)

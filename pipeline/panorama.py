@@ -80,7 +80,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "VIEWS", "HEADING_COUNT", "VIEW_WIDTH", "VIEW_HEIGHT", "VFOV_DEG", "VFOV", "SKYBOX_OF_GL_FACE", "PanoramaError",
-    "view_angles", "load_skybox", "load_pose", "view_rays", "render_views", "render_skybox",
+    "view_angles", "load_skybox", "skybox_faces", "load_pose", "view_rays", "render_views", "render_skybox",
 ]
 
 VIEWS = 36
@@ -136,23 +136,30 @@ def load_skybox(folder: str | os.PathLike, viewpoint: str) -> np.ndarray:
     paths = [os.path.join(folder, n) for n in names]
     present = [os.path.isfile(p) for p in paths]
     if all(present):
-        faces = [_read_rgb(p) for p in paths]
-        sizes = {f.shape[:2] for f in faces}
-        if len(sizes) != 1 or faces[0].shape[0] != faces[0].shape[1]:
-            shown = ", ".join(f"{f.shape[1]}x{f.shape[0]}" for f in faces)
-            raise PanoramaError(f"skybox faces of {viewpoint} in {folder} must be square and of one size; got {shown}")
-        return np.stack(faces)
+        return skybox_faces([_read_rgb(p) for p in paths], f"{viewpoint} in {folder}")
     small = os.path.join(folder, f"{viewpoint}_skybox_small.jpg")
     if os.path.isfile(small):
-        strip = _read_rgb(small)
-        h, w = strip.shape[:2]
-        if w != 6 * h:
-            raise PanoramaError(f"{small} is {w}x{h}; a skybox strip is six square faces side by side (width = 6 x height)")
-        return np.ascontiguousarray(strip.reshape(h, 6, h, 3).transpose(1, 0, 2, 3))  # [S, 6S, 3] -> [6, S, S, 3]
+        return skybox_faces([_read_rgb(small)], small)
     missing = "".join(str(i) for i, p in enumerate(present) if not p)
     which = f"{viewpoint}_skybox{missing}_sami.jpg" if len(missing) == 1 else f"{viewpoint}_skybox{{{','.join(missing)}}}_sami.jpg"
     raise PanoramaError(f"no skybox for viewpoint {viewpoint} in {folder}: missing {which} and {viewpoint}_skybox_small.jpg "
                         "(unzip the scan's matterport_skybox_images.zip there)")
+
+
+def skybox_faces(images: Sequence[np.ndarray], where: str) -> np.ndarray:
+    """Decoded skybox images -> uint8 [6, S, S, 3]: six square faces of one size (skybox order),
+    or one strip of the six side by side (the simulator's `_skybox_small.jpg`)."""
+    if len(images) == 1:
+        strip = images[0]
+        h, w = strip.shape[:2]
+        if w != 6 * h:
+            raise PanoramaError(f"{where}: {w}x{h} is not a skybox strip (six square faces side by side, width = 6 x height)")
+        return np.ascontiguousarray(strip.reshape(h, 6, h, 3).transpose(1, 0, 2, 3))  # [S, 6S, 3] -> [6, S, S, 3]
+    sizes = {f.shape[:2] for f in images}
+    if len(images) != 6 or len(sizes) != 1 or images[0].shape[0] != images[0].shape[1]:
+        shown = ", ".join(f"{f.shape[1]}x{f.shape[0]}" for f in images)
+        raise PanoramaError(f"{where}: skybox faces must be six squares of one size; got {shown}")
+    return np.stack(images)
 
 
 def load_pose(connectivity: str | os.PathLike, viewpoint: str) -> np.ndarray:

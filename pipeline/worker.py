@@ -2,6 +2,7 @@
 
     worker = ShardWorker(config)          # loads the model once
     report = worker.run(k, rows)          # rows: [(global row, key, relative path), ...]
+                                          # panoramas: [(global row, key, path, manifest fields), ...]
 
 Within a shard, a thread pool reads, decodes and resizes images ahead of the model (a window
 of two batches), so CPU decoding overlaps the forward pass; the calling thread batches the
@@ -10,6 +11,12 @@ ready images, runs the encoder, and fills the shard's arrays, which are written 
 decodes while this one runs its last batches and writes; a lock keeps one forward at a time.
 In `aspect` mode images are batched by identical input size (padding would change the
 convolutions' outputs at the borders), so a batch never mixes sizes.
+
+Panorama stores (layout.views = 36, R2R) have viewpoints as items: the decode pool reads a
+viewpoint's six skybox faces (or its 36 pre-rendered views); the forward thread moves them to
+the model's device, renders the simulator's 36 views there (`panorama.render_views`, a batched
+`grid_sample`), resizes all views in one torchvision call (`images.tensor_preprocess`) and runs
+the encoder on viewpoints x 36 views. `batch_size` counts views, rounded down to whole viewpoints.
 The job module (`job.py`) wraps this class in a Ray actor; tests and benchmarks call it
 directly.
 """
@@ -62,9 +69,12 @@ class ShardReport:
 @dataclass
 class _Item:
     row: int
-    pixels: np.ndarray | None = None  # uint8 [H, W, 3]: resized (CPU path) or full size (gpu_jpeg fallback)
+    # uint8 [H, W, 3]: resized (CPU path) or full size (gpu_jpeg fallback); panoramas: skybox
+    # faces [6, S, S, 3] or pre-rendered views [36, h, w, 3], as decoded
+    pixels: np.ndarray | None = None
     jpeg: bytes | None = None  # gpu_jpeg: the file, for nvjpeg
-    key: tuple[int, int] = (0, 0)  # model input (H, W): items are batched by it
+    pose: np.ndarray | None = None  # skybox panoramas: camera-to-world [4, 4]
+    key: tuple = (0, 0)  # items are batched by it: model input (H, W); panoramas ("skybox", S) or ("views", h, w)
     error: str | None = None
     read_s: float = 0.0
     decode_s: float = 0.0  # decode + resize, thread seconds
@@ -82,9 +92,12 @@ class ShardWorker:
         self.encoder = load_encoder(config.spec, device=config.device, weights=config.weights)
         # Fixed-size inputs on a GPU: replay the forward from CUDA graphs (one per shape).
         self.encoder.graphs = config.device.startswith("cuda") and config.preprocess.mode == "fixed"
-        self.encoder.graph_batch = config.batch_size
         self.writer = open_writer(config.store, lock=False, storage_options=config.storage_options)
         self.layout = self.writer.meta.layout
+        self.views = self.layout.views  # None: one image per item; 36: an R2R viewpoint per item
+        # items per forward: batch_size images, or as many whole viewpoints as fit in it
+        self.items_per_batch = max(1, config.batch_size // self.views) if self.views else config.batch_size
+        self.encoder.graph_batch = self.items_per_batch * (self.views or 1)
         procs = config.decode_processes if config.decode_processes is not None else config.device.startswith("cuda")
         if procs:
             # A GPU outruns what one process can decode: PIL releases the GIL while decoding,
@@ -115,8 +128,24 @@ class ShardWorker:
     def pid(self) -> int:
         return os.getpid()
 
-    def _prepare(self, row: int, rel: str):
+    def _prepare(self, row: int, rel: str, fields: dict | None):
+        if self.views:
+            return self.pool.submit(prepare_viewpoint, self.cfg.root, row, rel, fields or {})
         return self.pool.submit(prepare_item, self.cfg.root, row, rel, self.cfg.preprocess, self.cfg.gpu_jpeg)
+
+    def _panorama_pixels(self, batch: list[_Item]):
+        """Viewpoints -> uint8 [B * 36, H, W, 3] model input on the device: skybox faces
+        rendered into the simulator's 36 views (or the pre-rendered views), then resized."""
+        import torch
+
+        from .images import tensor_preprocess
+        from .panorama import render_views
+
+        x = torch.from_numpy(np.stack([it.pixels for it in batch])).to(self.encoder.device)  # [B, 6|36, h, w, 3]
+        x = x.permute(0, 1, 4, 2, 3)  # -> [B, 6|36, 3, h, w]
+        if batch[0].pose is not None:  # faces (the key keeps faces and views apart)
+            x = render_views(x, [it.pose for it in batch])  # [B, 36, 3, 480, 640]
+        return tensor_preprocess(x.flatten(0, 1), self.cfg.preprocess)  # [B * 36, H, W, 3]
 
     def _gpu_pixels(self, batch: list[_Item], failed: dict[int, str]):
         """gpu_jpeg: decode the batch's JPEGs with nvjpeg, resize on the GPU -> uint8
@@ -159,17 +188,19 @@ class ShardWorker:
     def run(self, k: int, rows: list[tuple[int, str, str]]) -> ShardReport:
         """Extract shard `k` (its rows with their manifest paths) and write it whole."""
         t_start = time.perf_counter()
-        lay, bs = self.layout, self.cfg.batch_size
+        lay, bs = self.layout, self.items_per_batch
         start = rows[0][0]
         n = len(rows)
-        pooled = np.zeros((n, lay.pooled_dim), np.float16)
-        grid = np.zeros((n, lay.grid_cells, lay.grid_channels), np.float16) if lay.has_grid else None
+        pooled = np.zeros((n,) + lay.item_shape("pooled"), np.float16)  # [n, (V,) D]
+        grid = np.zeros((n,) + lay.item_shape("grid"), np.float16) if lay.has_grid else None  # [n, (V,) cells, C]
         grid_hw = np.zeros((n, 2), np.int32) if lay.variable_grid else None
         report = ShardReport(shard=k, items=n, worker=self.name)
         t = {"read": 0.0, "decode": 0.0, "forward": 0.0, "wait": 0.0}
+        if self.views:
+            t["render"] = 0.0  # panoramas: faces -> views -> model input, on the device
 
         def forward(batch: list[_Item]) -> None:
-            if not self.cfg.gpu_jpeg:
+            if not self.cfg.gpu_jpeg and not self.views:
                 pixels = np.stack([it.pixels for it in batch])  # uint8 [B, H, W, 3]
             with self._forward_lock:
                 t0 = time.perf_counter()
@@ -177,10 +208,18 @@ class ShardWorker:
                     pixels, batch = self._gpu_pixels(batch, report.failed)
                     if not batch:
                         return
-                p, g = self.encoder.encode(self.encoder.normalize(pixels))  # [B, D], [B, h*w, C]
+                elif self.views:
+                    pixels = self._panorama_pixels(batch)
+                    t1 = time.perf_counter()
+                    t["render"] += t1 - t0
+                    t0 = t1
+                p, g = self.encoder.encode(self.encoder.normalize(pixels))  # [B(*V), D], [B(*V), h*w, C]
                 h, w = self.encoder.last_hw
-                p, g = p.cpu().numpy(), g.cpu().numpy()
+                p, g = p.cpu().numpy(), g.cpu().numpy() if grid is not None else None
                 t["forward"] += time.perf_counter() - t0
+            if self.views:  # [B*V, ...] -> [B, V, ...]
+                p = p.reshape(len(batch), self.views, *p.shape[1:])
+                g = g.reshape(len(batch), self.views, *g.shape[1:]) if g is not None else None
             idx = np.array([it.row - start for it in batch])
             pooled[idx] = p
             if grid is not None:
@@ -194,16 +233,16 @@ class ShardWorker:
         # Decode runs `window` items ahead of the model; results are consumed in row order.
         window = 2 * bs
         pending: deque = deque()
-        todo = ((row, rel) for row, _, rel in rows)
-        buckets: dict[tuple[int, int], list[_Item]] = {}
-        for row, rel in _take(todo, window):
-            pending.append(self._prepare(row, rel))
+        todo = ((r[0], r[2], r[3] if len(r) > 3 else None) for r in rows)  # (row, path, fields)
+        buckets: dict[tuple, list[_Item]] = {}
+        for row, rel, fields in _take(todo, window):
+            pending.append(self._prepare(row, rel, fields))
         while pending:
             t0 = time.perf_counter()
             item = pending.popleft().result()
             t["wait"] += time.perf_counter() - t0
-            for row, rel in _take(todo, 1):
-                pending.append(self._prepare(row, rel))
+            for row, rel, fields in _take(todo, 1):
+                pending.append(self._prepare(row, rel, fields))
             t["read"] += item.read_s
             t["decode"] += item.decode_s
             if item.error is not None:
@@ -218,7 +257,7 @@ class ShardWorker:
             forward(bucket)
 
         status = self.writer.write_shard(
-            k, pooled=pooled, grid=grid, grid_hw=grid_hw, keys=[key for _, key, _ in rows], failed=report.failed, timings=t,
+            k, pooled=pooled, grid=grid, grid_hw=grid_hw, keys=[r[1] for r in rows], failed=report.failed, timings=t,
         )
         report.timings = dict(status.timings, total=time.perf_counter() - t_start)
         return report
@@ -261,6 +300,49 @@ def prepare_item(root: str, row: int, rel: str, preprocess: Preprocessor, gpu_jp
             item.key = preprocess.output_size(*img.size)
         item.decode_s = time.perf_counter() - t1
     except (ImageError, ManifestError) as e:
+        item.error = str(e)
+    return item
+
+
+def prepare_viewpoint(root: str, row: int, rel: str, fields: dict) -> _Item:
+    """Read and decode one R2R viewpoint (runs in a decode thread or process): its six skybox
+    faces or the simulator's strip -> `pixels` [6, S, S, 3] and `pose` from the manifest row, or
+    its 36 pre-rendered views -> [36, h, w, 3]. Missing or bad files become the item's error."""
+    from clipfeat.manifests import ManifestError, Row, safe_path, skybox_files
+
+    from .images import decode_image, read_file
+    from .panorama import VIEWS, PanoramaError, skybox_faces
+
+    item = _Item(row)
+    try:
+        views = fields.get("layout") == "views"
+        safe_path(root, rel)  # the folder stays inside the root (files are checked again below)
+        files = skybox_files(root, Row(key=str(row), path=rel, split="", fields=fields))
+        if files is None:
+            vp = fields.get("viewpoint", "?")
+            need = "0.jpg .. 35.jpg" if views else f"{vp}_skybox{{0..5}}_sami.jpg or {vp}_skybox_small.jpg"
+            raise ImageError(f"no {'views' if views else 'skybox'} for viewpoint {vp}: {rel}/ lacks {need}")
+        images = []  # uint8 [h, w, 3] each
+        for f in files:
+            t0 = time.perf_counter()
+            try:
+                data = read_file(str(safe_path(root, f)))
+                t1 = time.perf_counter()
+                images.append(np.asarray(decode_image(data), dtype=np.uint8))
+            except ImageError as e:
+                raise ImageError(f"{f}: {e}") from None
+            item.read_s += t1 - t0
+            item.decode_s += time.perf_counter() - t1
+        if views:
+            if len({im.shape for im in images}) != 1 or len(images) != VIEWS:
+                raise PanoramaError(f"{rel}: the {VIEWS} pre-rendered views must all have one size")
+            item.pixels = np.stack(images)
+            item.key = ("views",) + images[0].shape[:2]
+        else:
+            item.pixels = skybox_faces(images, rel)
+            item.pose = np.asarray(fields["pose"], dtype=np.float64).reshape(4, 4)
+            item.key = ("skybox", item.pixels.shape[1])
+    except (ImageError, ManifestError, PanoramaError) as e:
         item.error = str(e)
     return item
 
