@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 UV := $(VENV)/bin/uv
 TORCH_PIN := torch==2.13.0 torchvision==0.28.0
 
-.PHONY: test demo venv bench-store bench-extract bench-train-vqa bench-train-caption bench-train-nav clean
+.PHONY: test demo venv bench-store bench-extract bench-train-vqa bench-train-caption bench-train-nav bench-render-views clean
 
 venv: $(VENV)/.installed
 
@@ -21,8 +21,9 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 test: venv
 	$(PY) -m pytest -q
 
-# The extraction job on built-in synthetic COCO data (random RN50 weights offline;
-# `make demo PRETRAINED=openai` with internet for real ones).
+# Everything on built-in synthetic COCO, Visual Genome and Matterport/R2R data: extract
+# (random RN50 weights offline; `make demo PRETRAINED=openai` with internet for real ones),
+# info + verify, train and score VQA, captioning and navigation, print a summary.
 demo: venv
 	$(PY) -m clipfeat.pipeline.demo --dir demo
 
@@ -37,6 +38,9 @@ bench-train-caption: venv
 
 bench-train-nav: venv
 	$(PY) benchmarks/train_nav.py
+
+bench-render-views: venv
+	$(PY) benchmarks/render_views.py
 
 bench-store: venv
 	$(PY) benchmarks/store_read.py

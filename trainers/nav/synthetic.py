@@ -10,6 +10,10 @@ Held-out splits: new paths in the training scans (`val_seen`) and new scans (`va
 
     make_nav_task(root, store="root/r2r.zarr")  ->  root/R2R_{train,val_seen,val_unseen}.json,
                                                    root/connectivity/*.json, the store
+
+With `store=False` no features are written; the returned `sights` (for every `{scan}_{vp}`,
+the world direction and landmark of each neighbour) let `clipfeat.pipeline.demo` paint the
+same scene into Matterport skyboxes, so the demo extracts real images of the task.
 """
 
 from __future__ import annotations
@@ -72,20 +76,22 @@ def _connectivity(names: list[str], pos: np.ndarray, edges: set[tuple[int, int]]
     return out
 
 
-def make_nav_task(root: str | Path, *, store: str | Path | None = None, scans: int = 8, unseen: int = 2, side: int = 4,
-                  dim: int = 32, paths_per_scan: int = 60, seed: int = 0) -> dict:
-    """Write the task under `root` (and the feature store at `store`, default root/r2r.zarr).
-    Returns {"data": root, "connectivity": root/connectivity, "store": store path, "splits": {name: episodes}}."""
+def make_nav_task(root: str | Path, *, store: str | Path | None | bool = None, scans: int = 8, unseen: int = 2, side: int = 4,
+                  dim: int = 32, paths_per_scan: int = 60, landmarks: int = len(LANDMARKS), seed: int = 0) -> dict:
+    """Write the task under `root` (and the feature store at `store`, default root/r2r.zarr;
+    False: no store). `landmarks`: how many of LANDMARKS the scans draw from (at least side²;
+    fewer means each landmark recurs in more training scans). Returns {"data": root, "connectivity": root/connectivity, "store": store
+    path or None, "splits": {name: episodes}, "sights": {key: [(unit xyz [3], landmark index)]}}."""
     from clipfeat.features import DatasetInfo, EncoderInfo, Layout, PreprocessInfo, StoreMeta, create_store
 
     from .graphs import load_graph
 
     root = Path(root)
-    store = Path(store) if store else root / "r2r.zarr"
+    store = None if store is False else Path(store) if store else root / "r2r.zarr"
     (root / "connectivity").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     appearance = rng.standard_normal((len(LANDMARKS), dim))
-    keys, feats, items = [], [], {"train": [], "val_seen": [], "val_unseen": []}
+    keys, feats, items, sights = [], [], {"train": [], "val_seen": [], "val_unseen": []}, {}
     path_id = 1
     for s in range(scans):
         scan = f"synth{s:02d}scan"
@@ -94,13 +100,18 @@ def make_nav_task(root: str | Path, *, store: str | Path | None = None, scans: i
         conn = root / "connectivity" / f"{scan}_connectivity.json"
         conn.write_text(json.dumps(_connectivity(names, pos, edges)))
         graph = load_graph(conn)
-        mark = dict(zip(names, rng.choice(len(LANDMARKS), len(names), replace=False)))
+        mark = dict(zip(names, rng.choice(landmarks, len(names), replace=False)))
+        index = {vp: i for i, vp in enumerate(names)}
         for vp in names:
             f = 0.3 * rng.standard_normal((36, dim))
+            seen = []
             for c in graph.candidates(vp):  # the neighbour shows in the view the agent moves through
                 f[c.view] += appearance[mark[c.viewpoint]]
+                d = pos[index[c.viewpoint]] - pos[index[vp]]
+                seen.append((d / np.linalg.norm(d), int(mark[c.viewpoint])))
             keys.append(f"{scan}_{vp}")
             feats.append(f)
+            sights[f"{scan}_{vp}"] = seen
         splits = ("val_unseen",) if s >= scans - unseen else ("train", "val_seen")
         for k in range(paths_per_scan):
             split = splits[0] if len(splits) == 1 or k % 5 else splits[1]
@@ -119,6 +130,10 @@ def make_nav_task(root: str | Path, *, store: str | Path | None = None, scans: i
             path_id += 1
     for split, its in items.items():
         (root / f"R2R_{split}.json").write_text(json.dumps(its))
+    out = {"data": str(root), "connectivity": str(root / "connectivity"), "store": str(store) if store else None,
+           "splits": items, "sights": sights}
+    if store is None:
+        return out
 
     meta = StoreMeta.build(
         dataset=DatasetInfo(name="r2r", manifest_sha256="0" * 64, num_items=len(keys), splits={"all": len(keys)}),
@@ -133,4 +148,4 @@ def make_nav_task(root: str | Path, *, store: str | Path | None = None, scans: i
         r = w.shard_rows(k)
         w.write_shard(k, pooled=pooled[r.start : r.stop])
     w.finalize()
-    return {"data": str(root), "connectivity": str(root / "connectivity"), "store": str(store), "splits": items}
+    return out
