@@ -173,3 +173,17 @@ def test_shards_written_without_zarr_read_back_through_zarr(tmp_path):
 
         reader = ArrayReader(Location.parse(url), "grid", group["grid"], ThreadPoolExecutor(default_threads()))
         assert reader.fast and int(reader.shard_index(0)[3, 0]) == 2**64 - 1
+
+
+def test_store_id_of_existing_stores_is_stable():
+    """Fields added to the schema later (PreprocessInfo.render) must not change the store_id of
+    stores written before them: a half-written store must stay resumable across upgrades.
+    The golden value was computed with the schema as it was before `render` existed."""
+    from clipfeat.features.schema import DatasetInfo, EncoderInfo, Layout, PreprocessInfo, compute_store_id
+
+    args = (DatasetInfo("coco", "a" * 64, 10), EncoderInfo("RN50x4", "openai", weights_sha256="b" * 64))
+    lay = Layout(pooled_dim=640, grid_channels=2560, grid_hw=(9, 9))
+    pre = PreprocessInfo(mode="fixed", size=288, mean=(0.5,), std=(0.25,))
+    assert compute_store_id(*args, pre, lay, 256) == "fadbfa605c87c8b5"
+    rendered = PreprocessInfo(mode="fixed", size=288, mean=(0.5,), std=(0.25,), render="prerendered")
+    assert compute_store_id(*args, rendered, lay, 256) != "fadbfa605c87c8b5"  # a set field is part of the identity
