@@ -14,7 +14,12 @@ from .errors import ClipfeatError
 @click.argument("store")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def info_cmd(store: str, as_json: bool) -> None:
-    """Schema, sizes, progress and failures of STORE (a path or URL)."""
+    """Schema, sizes, progress and failures of STORE (a path or URL).
+
+    \b
+    clipfeat info features/coco-RN50x4.zarr
+    clipfeat info https://data.example.org/features/coco-RN50x4.zarr --json
+    """
     from .info import format_info, store_info
 
     info = store_info(store)
@@ -28,6 +33,10 @@ def verify_cmd(store: str, quiet: bool) -> None:
     """Recompute every checksum of STORE and check its structure.
 
     Exit 0 when it is sound; exit 1 naming the bad shards and rows otherwise.
+
+    \b
+    clipfeat verify features/coco-RN50x4.zarr
+    clipfeat verify s3://team-bucket/features/coco-RN50x4.zarr
     """
     from .verify import verify_store
 
@@ -45,7 +54,12 @@ def verify_cmd(store: str, quiet: bool) -> None:
 @click.argument("root")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
 def ls_cmd(root: str, as_json: bool) -> None:
-    """List every store under ROOT (a folder or bucket prefix) with dataset, model, items, size, status."""
+    """List every store under ROOT (a folder or bucket prefix) with dataset, model, items, size, status.
+
+    \b
+    clipfeat ls features/
+    clipfeat ls s3://team-bucket/features/ --json
+    """
     from .info import format_catalog, list_stores
 
     rows = list_stores(root)
@@ -58,7 +72,13 @@ def ls_cmd(root: str, as_json: bool) -> None:
 @click.option("--format", "fmt", type=click.Choice(["h5", "h5-vln", "tsv"]), required=True, help="Output format.")
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
 def export_cmd(store: str, out: str, fmt: str, overwrite: bool) -> None:
-    """Export STORE to OUT as flat HDF5, VLN HDF5 (one [36, D] dataset per viewpoint) or R2R TSV."""
+    """Export STORE to OUT as flat HDF5, VLN HDF5 (one [36, D] dataset per viewpoint) or R2R TSV.
+
+    \b
+    clipfeat export features/coco-RN50x4.zarr coco-RN50x4.h5 --format h5
+    clipfeat export features/r2r-ViT-B-16.zarr r2r-ViT-B-16.hdf5 --format h5-vln   (HAMT / DUET)
+    clipfeat export features/r2r-ViT-B-16.zarr r2r-ViT-B-16.tsv --format tsv       (EnvDrop)
+    """
     from .interchange import export_store
 
     n = export_store(store, out, fmt=fmt, overwrite=overwrite)
@@ -74,7 +94,12 @@ def export_cmd(store: str, out: str, fmt: str, overwrite: bool) -> None:
 @click.option("--shard-size", type=click.IntRange(min=1), default=256, show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
 def import_cmd(src: str, out: str, fmt: str | None, dataset: str, model: str, shard_size: int, overwrite: bool) -> None:
-    """Import features that other code bases produced (HDF5, TSV, a folder of .npy/.npz) into a store."""
+    """Import features that other code bases produced (HDF5, TSV, a folder of .npy/.npz) into a store.
+
+    \b
+    clipfeat import CLIP-ViT-B-16-views.hdf5 --out features/r2r-hamt.zarr --format h5-vln --model ViT-B-16
+    clipfeat import coco-feats/ --out features/coco-imported.zarr --format npy-dir --dataset coco
+    """
     from .interchange import import_features
 
     meta = import_features(src, out, fmt=fmt, dataset=dataset, model=model, shard_size=shard_size, overwrite=overwrite)
@@ -87,7 +112,11 @@ def import_cmd(src: str, out: str, fmt: str | None, dataset: str, model: str, sh
 @click.option("--overwrite", is_flag=True, help="Replace DST if it exists.")
 @click.option("--threads", type=click.IntRange(min=1), default=8, show_default=True)
 def copy_cmd(src: str, dst: str, overwrite: bool, threads: int) -> None:
-    """Copy store SRC to DST (paths or URLs, across filesystems and buckets), then verify DST."""
+    """Copy store SRC to DST (paths or URLs, across filesystems and buckets), then verify DST.
+
+    \b
+    clipfeat copy features/coco-RN50x4.zarr s3://team-bucket/features/coco-RN50x4.zarr
+    """
     from .transfer import copy_store
 
     rep = copy_store(src, dst, overwrite=overwrite, threads=threads)

@@ -15,7 +15,11 @@ import click
 def manifest_cmd(dataset: str, root: str, out: str, splits: str | None, scans: str | None, connectivity: str | None) -> None:
     """Scan a dataset root into a manifest: sorted rows (key, path, split, fields) and their sha256.
 
-    Example: clipfeat manifest --dataset coco --root DATA/coco --out coco.jsonl.gz --splits val2014
+    \b
+    Examples:
+      clipfeat manifest --dataset coco --root DATA/coco --out coco-val2014.jsonl.gz --splits val2014
+      clipfeat manifest --dataset r2r --root DATA/matterport --out r2r.jsonl.gz      (one row per viewpoint)
+      clipfeat extract --manifest coco-val2014.jsonl.gz --root DATA/coco --out …    (extract exactly these rows)
     """
     from . import scan
 

@@ -28,7 +28,8 @@ def scan_coco(root: str | os.PathLike, *, splits: list[str] | None = None) -> tu
     """
     root = os.fspath(root)
     if not os.path.isdir(root):
-        raise ManifestError(f"COCO root {root} does not exist; pass the folder holding train2014/, val2014/, …")
+        what = "is not a folder" if os.path.exists(root) else "does not exist"
+        raise ManifestError(f"COCO root {root} {what}; pass --root the folder holding train2014/, val2014/ (or train2017/, val2017/)")
     present = [s for s in COCO_SPLITS if os.path.isdir(os.path.join(root, s))]
     if splits:
         unknown = [s for s in splits if s not in COCO_SPLITS]
@@ -36,12 +37,13 @@ def scan_coco(root: str | os.PathLike, *, splits: list[str] | None = None) -> tu
             raise ManifestError(f"unknown COCO split {unknown[0]!r}; choose from {', '.join(COCO_SPLITS)}")
         missing = [s for s in splits if s not in present]
         if missing:
-            raise ManifestError(f"{root} has no {missing[0]}/ folder (found: {', '.join(present) or 'none'})")
+            raise ManifestError(f"{root} has no {missing[0]}/ folder (found: {', '.join(present) or 'none'}); check --root and --splits")
     else:
         old = [s for s in present if s.endswith(("2014", "2015"))]
         splits = old or present
     if not splits:
-        raise ManifestError(f"{root} holds none of the COCO folders {', '.join(COCO_SPLITS)}")
+        raise ManifestError(f"{root} is not a COCO root: it holds none of the image folders {', '.join(s + '/' for s in COCO_SPLITS)}; "
+                            "pass --root the folder that holds them, e.g. DATA/coco with DATA/coco/val2014/COCO_val2014_000000000042.jpg")
     rows = []
     for split in splits:
         with os.scandir(os.path.join(root, split)) as it:
@@ -50,7 +52,8 @@ def scan_coco(root: str | os.PathLike, *, splits: list[str] | None = None) -> tu
                 if m and entry.is_file():
                     rows.append(Row(key=str(int(m.group(1))), path=f"{split}/{entry.name}", split=split))
     if not rows:
-        raise ManifestError(f"no COCO images found in {', '.join(s + '/' for s in splits)} under {root}")
+        raise ManifestError(f"no COCO images found in {', '.join(s + '/' for s in splits)} under {root}; "
+                            "expected files named like COCO_val2014_000000000042.jpg (2014) or 000000000042.jpg (2017)")
     manifest = Manifest(dataset="coco", rows=sort_rows(rows))
     return manifest, _cross_check(root, splits, manifest)
 

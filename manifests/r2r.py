@@ -34,12 +34,17 @@ SKYBOX_DIR = "v1/scans/{scan}/matterport_skybox_images"
 def scan_r2r(root: str | os.PathLike, *, connectivity: str | os.PathLike | None = None,
              scans: Iterable[str] | None = None) -> tuple[Manifest, list[str]]:
     root = os.fspath(root)
+    layout = ("the Matterport folder holding v1/scans/{scan}/matterport_skybox_images/ and connectivity/ "
+              "(or pre-rendered views {scan}/{viewpoint}/{ix}.jpg)")
+    if not os.path.exists(root):
+        raise ManifestError(f"R2R root {root} does not exist; pass --root {layout}")
     if not os.path.isdir(root):
-        raise ManifestError(f"R2R root {root} does not exist; pass the folder holding v1/scans/ (and connectivity/)")
+        raise ManifestError(f"R2R root {root} is not a folder; pass --root {layout}")
     conn = Path(connectivity) if connectivity else Path(root) / "connectivity"
     files = {p.name.removesuffix("_connectivity.json"): p for p in sorted(conn.glob("*_connectivity.json"))}
     if not files:
-        raise ManifestError(f"{conn} has no *_connectivity.json; pass --connectivity DIR (Matterport3DSimulator's connectivity/)")
+        raise ManifestError(f"{conn} has no *_connectivity.json; pass --root {layout}, or --connectivity DIR "
+                            "(Matterport3DSimulator's connectivity/)")
     wanted = sorted(set(scans)) if scans else sorted(files)
     unknown = [s for s in wanted if s not in files]
     if unknown:

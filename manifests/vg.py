@@ -22,10 +22,12 @@ PARTS = ("VG_100K", "VG_100K_2")
 def scan_vg(root: str | os.PathLike, *, image_data: str | None = None) -> tuple[Manifest, list[str]]:
     root = os.fspath(root)
     if not os.path.isdir(root):
-        raise ManifestError(f"Visual Genome root {root} does not exist; pass the folder holding image_data.json and VG_100K/")
+        what = "is not a folder" if os.path.exists(root) else "does not exist"
+        raise ManifestError(f"Visual Genome root {root} {what}; pass --root the folder holding image_data.json, VG_100K/ and VG_100K_2/")
     path = image_data or os.path.join(root, "image_data.json")
     if not os.path.isfile(path):
-        raise ManifestError(f"{path} not found; Visual Genome's image_data.json is needed (or pass its path)")
+        raise ManifestError(f"{path} not found; --root must be the Visual Genome folder holding image_data.json "
+                            "(VG's image metadata), VG_100K/ and VG_100K_2/")
     with open(path) as f:
         entries = json.load(f)
     if not isinstance(entries, list) or not entries:

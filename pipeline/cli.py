@@ -42,8 +42,14 @@ def cli() -> None:
                        --out features/coco-RN50x4.zarr
       clipfeat info features/coco-RN50x4.zarr
       clipfeat train vqa --features features/coco-RN50x4.zarr --data DATA/vqa
+      clipfeat extract --dataset r2r --root DATA/matterport --model RN50x4 --pretrained openai \\
+                       --out features/r2r-RN50x4.zarr
+      clipfeat train nav --features features/r2r-RN50x4.zarr --data DATA/r2r
       clipfeat verify features/coco-RN50x4.zarr
       clipfeat ls s3://team-bucket/features/
+
+    \b
+    `clipfeat COMMAND --help` shows examples; README.md's "Dataset layouts" shows what --root and --data hold.
     """
 
 

@@ -119,22 +119,90 @@ def _check_model(spec: EncoderSpec) -> None:
 def resolve_weights(spec: EncoderSpec) -> tuple[str, str]:
     """(local weights file, its sha256). A pretrained tag is downloaded into open_clip's cache."""
     _check_model(spec)
-    if spec.checkpoint:
-        path = spec.checkpoint
-    else:
-        import open_clip
-
-        cfg = open_clip.get_pretrained_cfg(spec.model, spec.pretrained)
-        try:
-            path = open_clip.download_pretrained(cfg)
-        except Exception as e:  # noqa: BLE001 - urllib/hf_hub raise many kinds
-            raise UnreachableError(
-                f"cannot download {spec.model} weights {spec.pretrained!r} ({type(e).__name__}); "
-                "check the internet connection or pass --checkpoint FILE"
-            ) from None
-        if not path:
-            raise UnreachableError(f"open_clip gave no file for {spec.model}/{spec.pretrained}; pass --checkpoint FILE")
+    path = spec.checkpoint or _download_pretrained(spec)
     return path, file_sha256(path)
+
+
+WEIGHTS_HINT = ("pass --checkpoint FILE (the weights downloaded elsewhere), or check the network "
+                "(offline: fill the Hugging Face cache and set HF_HUB_OFFLINE=1)")
+
+
+def _download_pretrained(spec: EncoderSpec) -> str:
+    """open_clip's download of a pretrained tag (Hugging Face Hub, else the tag's URL); a failure
+    is one EncoderError line. When the hub cannot be reached at all (no network), the download
+    runs in huggingface_hub's offline mode: a cached copy is still used, and a missing one fails
+    at once instead of after ~45 s of retries (whose log lines are silenced either way)."""
+    import open_clip
+
+    cfg = open_clip.get_pretrained_cfg(spec.model, spec.pretrained)
+    hub = bool(cfg.get("hf_hub")) and open_clip.pretrained.has_hf_hub()
+    source = f"hf-hub:{cfg['hf_hub'].rstrip('/')}" if hub else cfg.get("url", "")
+    reason = None
+    with _hub_quiet() as hub_constants:
+        user_offline = hub and hub_constants.HF_HUB_OFFLINE
+        unreachable = hub and not user_offline and not _reachable(hub_constants.ENDPOINT)
+        try:
+            with _hub_offline(hub_constants if unreachable else None):
+                path = open_clip.download_pretrained(cfg)
+        except Exception as e:  # noqa: BLE001 - urllib, huggingface_hub and open_clip raise many kinds
+            if user_offline:
+                reason = f"HF_HUB_OFFLINE is set and they are not in the Hugging Face cache {hub_constants.HF_HUB_CACHE}"
+            elif unreachable:
+                reason = f"{hub_constants.ENDPOINT} cannot be reached and they are not in the Hugging Face cache"
+            else:
+                first = (str(e).strip().splitlines() or [""])[0]
+                reason = f"{type(e).__name__}: {first[:160]}{'…' if len(first) > 160 else ''}"
+            path = None
+    if not path:
+        reason = reason or "open_clip gave no file"
+        raise UnreachableError(f"cannot download {spec.model} weights {spec.pretrained!r} from {source} ({reason}); {WEIGHTS_HINT}")
+    return path
+
+
+def _reachable(url: str, timeout: float = 5.0) -> bool:
+    """Whether a TCP connection to `url`'s host opens (True behind a proxy: it resolves names for us)."""
+    import socket
+    import urllib.parse
+    import urllib.request
+
+    parts = urllib.parse.urlsplit(url)
+    if not parts.hostname or urllib.request.getproxies():
+        return True
+    try:
+        socket.create_connection((parts.hostname, parts.port or (80 if parts.scheme == "http" else 443)), timeout=timeout).close()
+    except OSError:  # unknown host, refused, no route, timed out
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def _hub_quiet():
+    """huggingface_hub's constants (None without it), with its retry warnings silenced."""
+    try:
+        from huggingface_hub import constants
+    except ImportError:
+        constants = None
+    logger = logging.getLogger("huggingface_hub")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield constants
+    finally:
+        logger.setLevel(level)
+
+
+@contextlib.contextmanager
+def _hub_offline(constants):
+    """huggingface_hub's offline mode (as HF_HUB_OFFLINE=1) for the block; no-op for None."""
+    if constants is None:
+        yield
+        return
+    saved = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = saved
 
 
 def _preprocess_cfg(spec: EncoderSpec) -> dict:

@@ -87,6 +87,7 @@ class ExtractResult:
     seconds: float = 0.0  # wall time of the compute phase (workers loaded -> last shard written)
     startup_s: float = 0.0  # starting workers and loading the model (Ray start excluded)
     worker_restarts: int = 0
+    unit: str = "images"  # what an item is: "images", or "viewpoints" (R2R, 36 views each)
 
     @property
     def images_per_s(self) -> float:
@@ -215,18 +216,49 @@ def _render_info(manifest) -> str:
     return f"matterport-skybox bilinear {VIEW_WIDTH}x{VIEW_HEIGHT} vfov{VFOV_DEG:g}"
 
 
+_RAY_HINT = ("check --address (ray://HEAD:10001 for Ray Client, HEAD:6379 or auto on a cluster node; "
+             "start one with `ray start --head`), or drop --address to run on a local Ray")
+
+
+def check_address(address: str | None) -> None:
+    """A one-line error at once when nothing listens at a fixed `--address` (Ray itself waits
+    30 s or more); run before the store is created so a typo leaves nothing behind."""
+    import socket
+    import urllib.parse
+
+    if not address or address in ("auto", "local"):
+        return
+    client = address.startswith("ray://")
+    parts = urllib.parse.urlsplit(address if client else f"//{address}")
+    try:
+        host, port = parts.hostname, parts.port or (10001 if client else None)
+    except ValueError:  # a port that is not a number
+        host = port = None
+    if not host or not port:
+        raise ClipfeatError(f"--address {address} is not HOST:PORT or ray://HOST[:PORT]; {_RAY_HINT}")
+    try:
+        socket.create_connection((host, port), timeout=5).close()
+    except OSError as e:
+        why = {ConnectionRefusedError: "connection refused", TimeoutError: "no answer in 5 s",
+               socket.gaierror: f"unknown host {host}"}.get(type(e), e.strerror or type(e).__name__)
+        raise ClipfeatError(f"cannot reach the Ray cluster at {address} ({why}); {_RAY_HINT}") from None
+
+
 def _start_ray(address: str | None):
+    """The driver's Ray: a local instance, or the cluster at `address` (probed first)."""
     import ray
 
     if ray.is_initialized():
         return ray
+    check_address(address)
     try:
         if address:
             ray.init(address=address, log_to_driver=False)
         else:
             ray.init(include_dashboard=False, log_to_driver=False)
     except ConnectionError as e:
-        raise ClipfeatError(f"cannot join the Ray cluster at {address}: {e}") from None
+        first = (str(e).strip().splitlines() or [""])[0]
+        raise ClipfeatError(f"cannot join the Ray cluster at {address} ({first}); {_RAY_HINT}") from None
     return ray
 
 
@@ -261,6 +293,7 @@ def run_extract(cfg: ExtractConfig) -> ExtractResult:
 
         if not torch.cuda.is_available():  # before anything is created on disk
             raise EncoderError("--device cuda was asked but this machine has no usable GPU; use --device cpu")
+    check_address(cfg.address)
     manifest = _manifest(cfg)
     weights, weights_sha = resolve_weights(cfg.spec)
     meta, pre = plan_store(cfg, manifest, weights_sha)
@@ -273,6 +306,7 @@ def run_extract(cfg: ExtractConfig) -> ExtractResult:
         if cfg.retry_failed:
             todo += [k for k, r in enumerate(statuses) if r is not None and r.done and r.failed]
         result = ExtractResult(store=cfg.out, items=len(manifest), computed=0, shards_done=0,
+                               unit="viewpoints" if meta.layout.views else "images",
                                shards_skipped=meta.shards.count - len(todo))
         if todo:
             _run_shards(cfg, writer, manifest, todo, weights, pre, result)
@@ -339,7 +373,8 @@ def _run_shards(cfg: ExtractConfig, writer, manifest, todo: list[int], weights: 
         ray.get([a.pid.remote() for a in actors])  # every worker has its model loaded
         t0 = time.perf_counter()
         result.startup_s = t0 - t_start
-        bar = tqdm(total=total, unit="img", desc=f"extract {n_actors}x{device}", disable=not cfg.progress, dynamic_ncols=True, smoothing=0.1)
+        bar = tqdm(total=total, unit="vp" if result.unit == "viewpoints" else "img", desc=f"extract {n_actors}x{device}",
+                   disable=not cfg.progress, dynamic_ncols=True, smoothing=0.1)
         for a in list(alive):
             for _ in range(per_actor):
                 if queue:
@@ -398,7 +433,7 @@ def summarize(result: ExtractResult) -> str:
     stages = ", ".join(f"{s} {v:.1f}s" for s, v in result.timings.items() if s != "total")
     parts = [
         f"{result.store}: {result.items} items; computed {result.computed} in {result.shards_done} shards "
-        f"({result.shards_skipped} already done) at {result.images_per_s:.1f} images/s "
+        f"({result.shards_skipped} already done) at {result.images_per_s:.1f} {result.unit}/s "
         f"(+{result.startup_s:.1f}s starting workers)",
     ]
     if stages:

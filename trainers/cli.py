@@ -18,7 +18,13 @@ _PASS_THROUGH = {"ignore_unknown_options": True, "allow_extra_args": True, "help
 
 @click.group("train")
 def train() -> None:
-    """Train a task model on a feature store (`clipfeat train vqa --help` for its options)."""
+    """Train a task model on a feature store (`clipfeat train vqa --help` for its options).
+
+    \b
+    clipfeat train vqa --features features/coco-RN50x4.zarr --data DATA/vqa --out runs/vqa
+    clipfeat train caption --features features/coco-RN50x4.zarr --data DATA/coco --out runs/xe
+    clipfeat train nav --features features/r2r-RN50x4.zarr --data DATA/r2r --out runs/nav
+    """
 
 
 @train.command("vqa", context_settings=_PASS_THROUGH, add_help_option=False)
@@ -50,7 +56,16 @@ def train_nav(args: tuple[str, ...]) -> None:
 
 @click.group("eval")
 def evaluate() -> None:
-    """Score predictions with a task's official metric."""
+    """Score predictions with a task's official metric.
+
+    \b
+    clipfeat eval vqa --results runs/vqa/predictions_val2014.json \\
+                      --annotations DATA/vqa/v2_mscoco_val2014_annotations.json
+    clipfeat eval caption --results runs/xe/predictions_test.json \\
+                          --annotations DATA/coco/annotations/captions_val2014.json
+    clipfeat eval nav --results runs/nav/predictions_val_unseen.json \\
+                      --split-file DATA/r2r/R2R_val_unseen.json --connectivity DATA/r2r/connectivity
+    """
 
 
 @evaluate.command("vqa")
@@ -59,7 +74,15 @@ def evaluate() -> None:
 @click.option("--questions", type=click.Path(exists=True, dir_okay=False), help="v2_OpenEnded_mscoco_*_questions.json (checks ids)")
 @click.option("--json", "as_json", is_flag=True, help="print {overall, perAnswerType, perQuestionType} as JSON")
 def eval_vqa(results: str, annotations: str, questions: str | None, as_json: bool) -> None:
-    """VQA accuracy as the official vqaEval.py computes it (percent, two decimals)."""
+    """VQA accuracy as the official vqaEval.py computes it (percent, two decimals).
+
+    \b
+    clipfeat eval vqa --results runs/vqa/predictions_val2014.json \\
+                      --annotations DATA/vqa/v2_mscoco_val2014_annotations.json
+    clipfeat eval vqa --results runs/vqa/predictions_val2014.json --json \\
+                      --annotations DATA/vqa/v2_mscoco_val2014_annotations.json \\
+                      --questions DATA/vqa/v2_OpenEnded_mscoco_val2014_questions.json
+    """
     from clipfeat.trainers.vqa.metric import evaluate as vqa_evaluate, format_scores
 
     try:
@@ -78,7 +101,13 @@ def eval_vqa(results: str, annotations: str, questions: str | None, as_json: boo
               help="SPICE needs java and the Stanford CoreNLP jars")
 @click.option("--json", "as_json", is_flag=True, help="print the scores as JSON, named as pycocoevalcap names them")
 def eval_caption(results: str, annotations: str, tokenizer: str, spice: str, as_json: bool) -> None:
-    """BLEU-1..4, METEOR, ROUGE-L, CIDEr (CIDEr-D), SPICE via pycocoevalcap, over the results' images."""
+    """BLEU-1..4, METEOR, ROUGE-L, CIDEr (CIDEr-D), SPICE via pycocoevalcap, over the results' images.
+
+    \b
+    clipfeat eval caption --results runs/xe/predictions_test.json \\
+                          --annotations DATA/coco/annotations/captions_val2014.json
+    (Karpathy's val and test images are in val2014, so captions_val2014.json scores both.)
+    """
     from clipfeat.trainers.caption.metric import evaluate as caption_evaluate, format_scores
 
     try:
@@ -96,7 +125,12 @@ def eval_caption(results: str, annotations: str, tokenizer: str, spice: str, as_
               help="folder of {scan}_connectivity.json")
 @click.option("--json", "as_json", is_flag=True, help="print length, nav_error, oracle_error, success_rate, ... as JSON")
 def eval_nav(results: str, split_file: str, connectivity: str, as_json: bool) -> None:
-    """R2R metrics as Matterport3DSimulator's tasks/R2R/eval.py defines them (SR: error < 3 m)."""
+    """R2R metrics as Matterport3DSimulator's tasks/R2R/eval.py defines them (SR: error < 3 m).
+
+    \b
+    clipfeat eval nav --results runs/nav/predictions_val_unseen.json \\
+                      --split-file DATA/r2r/R2R_val_unseen.json --connectivity DATA/r2r/connectivity
+    """
     from clipfeat.trainers.nav.metric import evaluate as nav_evaluate, format_scores
 
     try:

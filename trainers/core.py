@@ -192,14 +192,16 @@ class Args:
     resume: Path | None  # run folder to continue, or None for a new run
 
 
-def parse_args(argv: list[str] | None, cls, *, prog: str, description: str) -> Args:
+def parse_args(argv: list[str] | None, cls, *, prog: str, description: str, examples: str = "") -> Args:
     """`clipfeat train TASK` arguments -> config. Precedence: defaults < resumed run's
-    config.json < --config FILE < flags (--features, --data, --out) < --set key=value."""
+    config.json < --config FILE < flags (--features, --data, --out) < --set key=value.
+    `examples` (command lines) are printed by --help above the config keys."""
     p = argparse.ArgumentParser(
         prog=prog,
         description=description,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="config keys (--set key=value, or a JSON object in --config):\n" + config_help(cls),
+        epilog=(f"examples:\n{examples}\n\n" if examples else "")
+        + "config keys (--set key=value, or a JSON object in --config):\n" + config_help(cls),
     )
     p.add_argument("--features", help="feature store path or URL")
     p.add_argument("--data", help="folder with the task's annotation files")

@@ -208,8 +208,16 @@ def _init_checkpoint(path: str) -> dict:
     return ck
 
 
+# `clipfeat train caption --help` shows these above the config keys
+EXAMPLES = """\
+  clipfeat train caption --features features/coco-RN50x4.zarr --data DATA/coco --out runs/xe     # stage 1: XE
+  clipfeat train caption --features features/coco-RN50x4.zarr --data DATA/coco --out runs/scst \\
+                         --set scst=true init_from=runs/xe epochs=25                          # stage 2: SCST
+  DATA/coco: Karpathy's dataset_coco.json (or the folder holding it), or a folder with annotations/captions_{train,val}2014.json"""
+
+
 def main(argv: list[str] | None = None) -> FitResult:
-    args = parse_args(argv, CaptionConfig, prog="clipfeat train caption",
+    args = parse_args(argv, CaptionConfig, prog="clipfeat train caption", examples=EXAMPLES,
                       description="Train a COCO captioner (Transformer; XE, then SCST) on cached CLIP grid features.")
     cfg: CaptionConfig = args.config
     if cfg.scst and not cfg.init_from and args.resume is None:

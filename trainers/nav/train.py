@@ -119,8 +119,16 @@ def predict(model: Follower, world: World, episodes: list[Episode], tokens: np.n
     return out
 
 
+# `clipfeat train nav --help` shows these above the config keys
+EXAMPLES = """\
+  clipfeat train nav --features features/r2r-RN50x4.zarr --data DATA/r2r --out runs/nav
+  clipfeat train nav --features features/r2r-RN50x4.zarr --data DATA/r2r --out runs/nav \\
+                     --set connectivity=DATA/matterport/connectivity     # graphs kept elsewhere
+  DATA/r2r: R2R_{train,val_seen,val_unseen,test}.json and connectivity/{scan}_connectivity.json"""
+
+
 def main(argv: list[str] | None = None) -> FitResult:
-    args = parse_args(argv, NavConfig, prog="clipfeat train nav",
+    args = parse_args(argv, NavConfig, prog="clipfeat train nav", examples=EXAMPLES,
                       description="Train an R2R follower (EnvDrop-style) on cached 36-view panorama features.")
     cfg: NavConfig = args.config
     if cfg.feedback not in ("sample", "none"):

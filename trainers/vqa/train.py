@@ -110,8 +110,16 @@ def _merge(raws: list[RawSplit]) -> RawSplit:
     return RawSplit("+".join(r.name for r in raws), [q for r in raws for q in r.questions], anns)
 
 
+# `clipfeat train vqa --help` shows these above the config keys
+EXAMPLES = """\
+  clipfeat train vqa --features features/coco-RN50x4.zarr --data DATA/vqa --out runs/vqa     # BUTD
+  clipfeat train vqa --features features/coco-RN50x4.zarr --data DATA/vqa --out runs/vqa-mcan --set model=mcan
+  clipfeat train vqa --resume runs/vqa --set epochs=20     # continue a run, or extend a finished one
+  DATA/vqa: v2_OpenEnded_mscoco_{split}_questions.json and v2_mscoco_{split}_annotations.json"""
+
+
 def main(argv: list[str] | None = None) -> FitResult:
-    args = parse_args(argv, VQAConfig, prog="clipfeat train vqa",
+    args = parse_args(argv, VQAConfig, prog="clipfeat train vqa", examples=EXAMPLES,
                       description="Train a VQA v2 model (BUTD or MCAN) on cached CLIP grid features.")
     cfg: VQAConfig = args.config
     cfg = dataclasses.replace(cfg, lr=cfg.lr or DEFAULT_LR.get(cfg.model, 1e-3))
