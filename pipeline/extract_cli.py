@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 
@@ -86,7 +88,7 @@ def _log_through_tqdm(level: int) -> None:
 
     class _Handler(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
-            tqdm.write(self.format(record), file=click.get_text_stream("stderr"))
+            tqdm.write(self.format(record), file=sys.stderr)
 
     logger = logging.getLogger("clipfeat")
     logger.handlers[:] = [_Handler()]

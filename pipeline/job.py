@@ -263,9 +263,11 @@ def _start_ray(address: str | None):
 
 
 def _placement(cfg: ExtractConfig, ray) -> tuple[str, int, int]:
-    """(device, actors, threads per actor) from the cluster's resources."""
-    res = ray.cluster_resources()
-    gpus, cpus = int(res.get("GPU", 0)), max(1, int(res.get("CPU", 1)))
+    """(device, actors, threads per actor) from the cluster's nodes. An actor's threads are CPUs
+    it reserves on one node, so they must fit on the nodes as they are, not on the cluster's
+    total: otherwise Ray waits forever for a node that big."""
+    nodes = [(int(n["Resources"].get("CPU", 0)), int(n["Resources"].get("GPU", 0))) for n in ray.nodes() if n.get("Alive")]
+    gpus, cpus = sum(g for _, g in nodes), sum(c for c, _ in nodes)
     device = cfg.device
     if device == "auto":
         device = "cuda" if gpus else "cpu"
@@ -273,14 +275,27 @@ def _placement(cfg: ExtractConfig, ray) -> tuple[str, int, int]:
         if not gpus:
             raise EncoderError("--device cuda was asked but the Ray cluster has no GPU; use --device cpu")
         actors = min(gpus, cfg.workers or gpus)
+        # every GPU's actor may land on any GPU node: give each the smallest CPUs-per-GPU share
+        threads = cfg.threads or max(1, min(c // g for c, g in nodes if g))
     elif device == "cpu":
         actors = cfg.workers or 1
-        if actors > cpus:
+        if actors > max(1, cpus):
             raise ClipfeatError(f"--workers {actors} exceeds the cluster's {cpus} CPUs")
+        threads = cfg.threads or cpu_threads(actors, [c for c, _ in nodes])
     else:
         raise ClipfeatError(f"unknown --device {device!r}; choose auto, cpu or cuda")
-    threads = cfg.threads or max(1, cpus // actors)
+    biggest = max((c for c, g in nodes if g or device == "cpu"), default=0)
+    if cfg.threads and cfg.threads > max(1, biggest):
+        raise ClipfeatError(f"--threads {cfg.threads} is more than any node has ({biggest} CPUs); lower --threads")
     return device, actors, threads
+
+
+def cpu_threads(actors: int, node_cpus: list[int]) -> int:
+    """The most threads per CPU actor such that `actors` of them fit on nodes with these CPUs."""
+    t = max(1, sum(node_cpus) // actors)
+    while t > 1 and sum(c // t for c in node_cpus) < actors:
+        t -= 1
+    return t
 
 
 def run_extract(cfg: ExtractConfig) -> ExtractResult:
@@ -294,6 +309,8 @@ def run_extract(cfg: ExtractConfig) -> ExtractResult:
         if not torch.cuda.is_available():  # before anything is created on disk
             raise EncoderError("--device cuda was asked but this machine has no usable GPU; use --device cpu")
     check_address(cfg.address)
+    if cfg.device == "cuda" and cfg.address:  # the cluster's GPUs, before anything is created on disk
+        _placement(cfg, _start_ray(cfg.address))
     manifest = _manifest(cfg)
     weights, weights_sha = resolve_weights(cfg.spec)
     meta, pre = plan_store(cfg, manifest, weights_sha)

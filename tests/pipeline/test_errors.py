@@ -227,3 +227,33 @@ def test_extract_with_unreachable_ray_address(address, synthetic_coco, tiny_mode
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"Error: cannot reach the Ray cluster at {address}"), p.stderr
     assert not (tmp_path / "x.zarr").exists()  # probed before anything was created
+
+
+def test_actor_threads_fit_on_the_nodes():
+    """Threads per actor come from the nodes, not the cluster's total (a 2 x 8-CPU cluster cannot
+    host an actor reserving 16 CPUs: Ray would wait forever)."""
+    from clipfeat.pipeline.encoder import EncoderSpec
+    from clipfeat.pipeline.job import ExtractConfig, _placement, cpu_threads
+
+    class FakeRay:
+        def __init__(self, *nodes):
+            self._nodes = [{"Alive": True, "Resources": r} for r in nodes] + [{"Alive": False, "Resources": {"CPU": 64.0}}]
+
+        def nodes(self):
+            return self._nodes
+
+    def place(ray, **kw):
+        return _placement(ExtractConfig(out="x.zarr", spec=EncoderSpec("RN50"), **kw), ray)
+
+    two = FakeRay({"CPU": 8.0}, {"CPU": 8.0})
+    assert place(two, device="cpu") == ("cpu", 1, 8)
+    assert place(two, device="cpu", workers=2) == ("cpu", 2, 8)
+    assert place(two, device="cpu", workers=3) == ("cpu", 3, 4)  # 5 would fit only two actors
+    assert cpu_threads(3, [8, 8]) == 4 and cpu_threads(4, [16, 2]) == 4 and cpu_threads(20, [8, 8]) == 1
+    gpu = FakeRay({"CPU": 0.0}, {"CPU": 32.0, "GPU": 4.0}, {"CPU": 16.0, "GPU": 4.0}, {"CPU": 64.0})
+    assert place(gpu, device="auto") == ("cuda", 8, 4)  # 16 CPUs / 4 GPUs on the smaller GPU node
+    assert place(gpu, device="cuda", workers=2) == ("cuda", 2, 4)
+    with pytest.raises(ClipfeatError, match="more than any node has"):
+        place(two, device="cpu", threads=12)
+    with pytest.raises(ClipfeatError, match="has no GPU"):
+        place(two, device="cuda")

@@ -208,7 +208,7 @@ def test_cli_extract_r2r_and_user_errors(ray_local, tiny_models, matterport, tmp
         "use --preprocess fixed": [*base, "--preprocess", "aspect", "--out", str(tmp_path / "a.zarr")],
         "choose scans with --scans": [*base, "--splits", "val2014", "--out", str(tmp_path / "b.zarr")],
         "check --scans": [*base, "--scans", "nosuchscan", "--out", str(tmp_path / "c.zarr")],
-        "pass --connectivity DIR": [*base, "--connectivity", str(tmp_path), "--out", str(tmp_path / "d.zarr")],
+        "or --connectivity DIR": [*base, "--connectivity", str(tmp_path), "--out", str(tmp_path / "d.zarr")],
     }
     for message, args in cases.items():
         r = runner.invoke(cli, args)
