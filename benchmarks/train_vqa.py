@@ -15,6 +15,10 @@ question batches (the trainer's shard-shuffled order), fed three ways:
   cached_vs_online_speedup = store / online       (target >= 20 on the 2-core CPU)
   loader_vs_ram_ratio      = store / ram          (target >= 0.9: the model bounds training)
 
+Precision: the trainer's own (`core.autocast_dtype`: bfloat16 autocast on CPUs with native
+bfloat16, float32 otherwise), or `--precision fp32`. The online feed's RN50 runs inside the same
+autocast region as the step, as it would in an online trainer, so both sides get the speed-up.
+
 Each figure: the median over --repeats, with the three feeds interleaved in every repeat.
 Models: BUTD at its default size (hidden 1024, bottom-up-attention-vqa's) and at hidden 256;
 the JSON keys without suffix are the default size.
@@ -131,8 +135,9 @@ def _positions(store, b: int, cells: int):
     return cell_positions(torch.tensor(store.meta.layout.grid_hw).expand(b, 2), cells)
 
 
-def rate(feeds: Feeds, model, optimizer, batches, produce, *, prefetch: int = 4, then=None) -> float:
-    """Training samples/s over `batches` (the first one is warm-up and not timed)."""
+def rate(feeds: Feeds, model, optimizer, batches, produce, *, prefetch: int = 4, then=None, dtype=None) -> float:
+    """Training samples/s over `batches` (the first one is warm-up and not timed); `dtype`: the
+    autocast dtype of the step (and of the online encoder), None for float32."""
     import torch
 
     from clipfeat.trainers.core import Prefetcher
@@ -142,8 +147,9 @@ def rate(feeds: Feeds, model, optimizer, batches, produce, *, prefetch: int = 4,
     it = iter(Prefetcher(map(produce, batches), prefetch))
     t0, n = None, 0
     for i, item in enumerate(it):
-        batch = then(item) if then else item
-        loss = vqa_loss(forward(model, batch, dev), batch["targets"])
+        with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+            batch = then(item) if then else item
+            loss = vqa_loss(forward(model, batch, dev), batch["targets"])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -161,6 +167,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--images", type=int, default=None)
     ap.add_argument("--repeats", type=int, default=None)
     ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--precision", choices=("auto", "fp32"), default="auto",
+                    help="auto: the trainer's autocast (bfloat16 on CPUs that have it); fp32: none")
     args = ap.parse_args(argv)
     images = args.images or (32 if args.quick else 256)
     repeats = args.repeats or (1 if args.quick else 3)
@@ -169,11 +177,12 @@ def main(argv=None) -> dict:
 
     import torch
 
-    from clipfeat.trainers.core import make_optimizer
+    from clipfeat.trainers.core import autocast_dtype, make_optimizer
     from clipfeat.trainers.vqa.models import build_model
     from clipfeat.trainers.vqa.train import VQAConfig
 
     torch.set_num_threads(os.cpu_count() or 1)
+    dtype = autocast_dtype(torch.device("cpu"), args.precision == "auto")
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         store, spec = build(tmp, images)
@@ -191,16 +200,16 @@ def main(argv=None) -> dict:
             for rep in range(repeats):
                 order = feeds.order(rep)
                 cached = order[: steps_cached + 1]
-                r["store"].append(rate(feeds, model, optimizer, cached, feeds.from_store))
-                r["ram"].append(rate(feeds, model, optimizer, cached, feeds.from_ram))
+                r["store"].append(rate(feeds, model, optimizer, cached, feeds.from_store, dtype=dtype))
+                r["ram"].append(rate(feeds, model, optimizer, cached, feeds.from_ram, dtype=dtype))
                 r["online"].append(rate(feeds, model, optimizer, order[: steps_online + 1], feeds.decoded, prefetch=2,
-                                        then=feeds.online))
+                                        then=feeds.online, dtype=dtype))
                 print(f"  butd-{hidden} repeat {rep + 1}: " + ", ".join(f"{k} {v[-1]:.1f}/s" for k, v in r.items()),
                       file=sys.stderr, flush=True)
 
     med = {m: {k: statistics.median(v) for k, v in r.items()} for m, r in results.items()}
     print(f"\nVQA trainer input pipeline, {images} images, batch {args.batch_size}, {os.cpu_count()} CPU threads, "
-          f"median of {repeats}")
+          f"{str(dtype).removeprefix('torch.') if dtype else 'float32'}, median of {repeats}")
     print(f"{'model':<11}{'store /s':>10}{'RAM /s':>10}{'online /s':>11}{'store/online':>14}{'store/RAM':>11}")
     for m, v in med.items():
         print(f"{m:<11}{v['store']:>10.1f}{v['ram']:>10.1f}{v['online']:>11.2f}{v['store'] / v['online']:>14.1f}"
@@ -213,6 +222,7 @@ def main(argv=None) -> dict:
         "loader_vs_ram_ratio_hidden256": round(s["store"] / s["ram"], 3),
         "store_samples_s": round(d["store"], 1), "ram_samples_s": round(d["ram"], 1), "online_samples_s": round(d["online"], 2),
         "images": images, "batch_size": args.batch_size, "repeats": repeats, "quick": args.quick,
+        "autocast": str(dtype).removeprefix("torch.") if dtype else None,
     }
     if args.json:
         print(json.dumps(out))

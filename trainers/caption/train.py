@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from clipfeat.features import open_store
 
 from ..core import (
+    autocast,
     ConfigError,
     FitResult,
     MetricsLog,
@@ -313,8 +314,9 @@ def main(argv: list[str] | None = None) -> FitResult:
     for name in dict.fromkeys((cfg.eval_split, *cfg.predict_splits)):
         sp = evals if name == cfg.eval_split else encode_split(pick_splits(splits, (name,), "predict_splits"), store,
                                                                vocab, word_ids, max_len=cfg.max_len, strict=cfg.strict)
-        tokens = decode_split(model, Batches(sp, **loader, shuffle=False), device, beam_size=cfg.beam_size,
-                              max_len=cfg.max_len, length_penalty=cfg.length_penalty)
+        with autocast(device, cfg.amp):  # the precision the logged scores were computed in
+            tokens = decode_split(model, Batches(sp, **loader, shuffle=False), device, beam_size=cfg.beam_size,
+                                  max_len=cfg.max_len, length_penalty=cfg.length_penalty)
         results = to_results(sp, tokens, vocab)
         run.write_json(run.predictions(name), results)
         if cfg.final_metrics:

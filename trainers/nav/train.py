@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from clipfeat.features import open_store
 
 from ..core import (
+    autocast,
     ConfigError,
     FitResult,
     RunDir,
@@ -199,7 +200,8 @@ def main(argv: list[str] | None = None) -> FitResult:
     model.load_state_dict(load_checkpoint(run.best if run.best.exists() else run.latest)["model"])
     scores = {}
     for split, eps in {cfg.eval_split: evals, **predicted}.items():
-        results = predict(model, world, eps, encode_instructions(eps, vocab, cfg.max_tokens), device, cfg.batch_size)
+        with autocast(device, cfg.amp):  # the precision the logged scores were computed in
+            results = predict(model, world, eps, encode_instructions(eps, vocab, cfg.max_tokens), device, cfg.batch_size)
         run.write_json(run.predictions(split), results)
         if all(len(e.path) > 1 for e in eps):
             s = metric.evaluate(results, split_file[split], graphs)

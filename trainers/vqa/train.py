@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from clipfeat.features import open_store
 
 from ..core import (
+    autocast,
     ConfigError,
     FitResult,
     RunDir,
@@ -188,11 +189,12 @@ def main(argv: list[str] | None = None) -> FitResult:
 
     # -- predictions of the best checkpoint -----------------------------------------------------
     model.load_state_dict(load_checkpoint(run.best if run.best.exists() else run.latest)["model"])
-    run.write_json(run.predictions(cfg.eval_split), predict(model, eval_batches, surface, device))
-    for split in cfg.predict_splits:
-        sp = encode_split(load_split(cfg.data, split), store, qvocab, avocab, max_tokens=cfg.max_tokens, strict=cfg.strict)
-        batches = Batches(sp, store, batch_size=cfg.batch_size, num_answers=len(avocab), shuffle=False)
-        run.write_json(run.predictions(split), predict(model, batches, surface, device))
+    with autocast(device, cfg.amp):  # the precision the logged scores were computed in
+        run.write_json(run.predictions(cfg.eval_split), predict(model, eval_batches, surface, device))
+        for split in cfg.predict_splits:
+            sp = encode_split(load_split(cfg.data, split), store, qvocab, avocab, max_tokens=cfg.max_tokens, strict=cfg.strict)
+            batches = Batches(sp, store, batch_size=cfg.batch_size, num_answers=len(avocab), shuffle=False)
+            run.write_json(run.predictions(split), predict(model, batches, surface, device))
     summary = {"run": str(run.path), "best_accuracy": result.best, "best_epoch": result.best_epoch,
                "baseline_accuracy": baseline, "train_samples_per_s": round(result.samples_per_s, 1)}
     print(json.dumps(summary))
