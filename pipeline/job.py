@@ -245,12 +245,12 @@ def check_address(address: str | None) -> None:
 
 
 def _start_ray(address: str | None):
-    """The driver's Ray: a local instance, or the cluster at `address` (probed first)."""
+    """The driver's Ray: a local instance, or the cluster at `address` (`run_extract` has
+    already probed it with `check_address`)."""
     import ray
 
     if ray.is_initialized():
         return ray
-    check_address(address)
     try:
         if address:
             ray.init(address=address, log_to_driver=False)

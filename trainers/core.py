@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import functools
 import json
 import math
 import os
@@ -484,6 +485,7 @@ def autocast(device: torch.device, enabled: bool = True):
     return torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
 
 
+@functools.lru_cache(maxsize=None)  # asked at every training step; the answer never changes
 def _cpu_has_bf16() -> bool:
     """torch's own checks (private, hence looked up defensively)."""
     checks = (getattr(torch.cpu, "_is_avx512_bf16_supported", None), getattr(torch.cpu, "_is_amx_tile_supported", None))
