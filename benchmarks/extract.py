@@ -5,7 +5,9 @@ by default, randomly initialised unless --pretrained/--checkpoint is given (no i
 the weights do not change the speed).
 
   bare encoder   the images already decoded and resized in memory (uint8), then normalize +
-                 forward in batches: the ceiling the pipeline is measured against.
+                 forward in batches: the ceiling the pipeline is measured against. It runs in
+                 a Ray task with the job workers' environment (`job.worker_env`: priority,
+                 allocator), or in-process with --no-ray, as the pipeline then does.
   end to end     `run_extract` on Ray: read, decode, resize, forward, write the store. Its
                  images/s is steady state (workers started and their model loaded; the
                  start-up seconds are reported separately).
@@ -13,7 +15,8 @@ the weights do not change the speed).
   scaling_2v1    = 2 CPU workers (1 thread each) / 1 CPU worker (1 thread), end to end.
 
 Each figure is the median over --repeats runs, with the compared runs interleaved so machine
-noise hits both sides alike.
+noise hits both sides alike; each end-to-end run is divided by the mean of the bare runs just
+before and after it.
 Run:  python benchmarks/extract.py [--quick] [--json] [--device cuda --model RN50x4]
 """
 
@@ -196,9 +199,24 @@ def main(argv=None) -> dict:
         bare, e2e, e2e_start = [], [], []
         shard_size = args.shard_size or max(args.batch_size, n // 4)
         inflight = args.inflight or (4 if args.device == "cuda" else 2)
-        for _ in range(repeats):  # interleaved: bare, pipeline, bare, pipeline, ...
-            bare += bare_encoder(spec, root, manifest, pre, device=args.device, threads=args.threads,
-                                 batch_size=args.batch_size, repeats=1)
+        def bare_run() -> None:
+            kw = dict(device=args.device, threads=args.threads, batch_size=args.batch_size, repeats=1)
+            if args.no_ray:
+                bare.extend(bare_encoder(spec, root, manifest, pre, **kw))
+                return
+            # In a Ray worker process set up exactly as the job's workers are (priority,
+            # allocator: `worker_env`), so the two sides differ only by the pipeline.
+            from clipfeat.pipeline.job import worker_env
+
+            task = ray.remote(bare_encoder).options(num_cpus=args.threads, num_gpus=1 if args.device == "cuda" else 0,
+                                                    runtime_env={"env_vars": worker_env(args.device, local=True)})
+            bare.extend(ray.get(task.remote(spec, root, manifest, pre, **kw)))
+
+        # Bracketed: bare, pipeline, bare, pipeline, ..., bare. Each pipeline run is compared
+        # with the mean of the bare runs either side of it: this machine's speed drifts by
+        # 10-20 % within minutes, and a drift hits a bracketed ratio only to second order.
+        for _ in range(repeats):
+            bare_run()
             if args.no_ray:
                 e2e.append(end_to_end_inprocess(spec, root, tmp, manifest, pre, device=args.device, threads=args.threads,
                                                 batch_size=args.batch_size, shard_size=shard_size, inflight=inflight,
@@ -208,6 +226,10 @@ def main(argv=None) -> dict:
                            batch_size=args.batch_size, shard_size=shard_size, inflight=inflight, decode=args.decode)
             e2e.append(r.images_per_s)
             e2e_start.append(r.computed / (r.seconds + r.startup_s))
+        bare_run()
+        ratios = [e / ((b0 + b1) / 2) for e, b0, b1 in zip(e2e, bare, bare[1:])]
+        print("  per repeat: bare " + " ".join(f"{b:.1f}" for b in bare) + " | end to end " + " ".join(f"{e:.1f}" for e in e2e)
+              + " | ratio " + " ".join(f"{r:.3f}" for r in ratios), file=sys.stderr, flush=True)
         rows = [
             ("bare encoder (decoded in memory)", statistics.median(bare)),
             ("end to end, steady state" + (" (worker in-process, no Ray)" if args.no_ray else ""), statistics.median(e2e)),
@@ -221,7 +243,7 @@ def main(argv=None) -> dict:
             "images_s": round(statistics.median(e2e), 2),
             "images_s_incl_startup": round(statistics.median(e2e_start), 2) if e2e_start else None,
             "ray": not args.no_ray,
-            "overhead_ratio": round(statistics.median(e / b for e, b in zip(e2e, bare)), 3),
+            "overhead_ratio": round(statistics.median(ratios), 3),
         }
         if args.decode_images:
             dec = decode_comparison(args.decode_images, max(n, 512), threads=args.threads)

@@ -160,6 +160,27 @@ def rate(feeds: Feeds, model, optimizer, batches, produce, *, prefetch: int = 4,
     return n / (time.perf_counter() - t0)
 
 
+def flops_per_sample(feeds: Feeds, model, optimizer, idx, dtype=None) -> tuple[float, float]:
+    """(training step, online RN50) floating-point operations per question, counted by
+    torch's FlopCounterMode on one batch: the step is forward + backward (the optimizer's
+    elementwise update is not counted); the encoder runs once per distinct image of the batch."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from clipfeat.trainers.vqa.train import forward, vqa_loss
+
+    batch = feeds.from_ram(idx)
+    with FlopCounterMode(display=False) as step:
+        with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+            loss = vqa_loss(forward(model, batch, torch.device("cpu")), batch["targets"])
+        loss.backward()
+    optimizer.zero_grad(set_to_none=True)
+    _, pixels, _ = feeds.decoded(idx)
+    with FlopCounterMode(display=False) as enc, torch.no_grad():
+        feeds.encoder.encode(feeds.encoder.normalize(pixels))
+    return step.get_total_flops() / len(idx), enc.get_total_flops() / len(idx)
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer images, steps and repeats (< 1 minute)")
@@ -190,6 +211,7 @@ def main(argv=None) -> dict:
         print(f"setup: {images} images, {len(feeds.split)} questions, store {store} ({time.perf_counter() - t0:.0f} s)",
               file=sys.stderr, flush=True)
         results: dict[str, dict[str, list[float]]] = {}
+        flops: dict[str, tuple[float, float]] = {}  # model -> (step, online encoder) per question
         for hidden in (1024, 256):
             cfg = VQAConfig(hidden=hidden, min_answer_count=1)
             torch.manual_seed(0)
@@ -197,6 +219,7 @@ def main(argv=None) -> dict:
                                 channels=feeds.store.meta.layout.grid_channels).train()
             optimizer = make_optimizer(model, cfg)
             r = results.setdefault(f"butd-{hidden}", {"store": [], "ram": [], "online": []})
+            flops[f"butd-{hidden}"] = flops_per_sample(feeds, model, optimizer, feeds.order(0)[0], dtype)
             for rep in range(repeats):
                 order = feeds.order(rep)
                 cached = order[: steps_cached + 1]
@@ -214,12 +237,25 @@ def main(argv=None) -> dict:
     for m, v in med.items():
         print(f"{m:<11}{v['store']:>10.1f}{v['ram']:>10.1f}{v['online']:>11.2f}{v['store'] / v['online']:>14.1f}"
               f"{v['store'] / v['ram']:>11.3f}")
+    # What the cache can buy is bounded by arithmetic: online, a question costs the step plus
+    # its share of RN50 forwards; cached, the step alone. At equal FLOP/s on both sides the
+    # speed-up is (step + encoder) / step, so a 20x speed-up needs a step of <= encoder / 19.
+    print(f"\n{'model':<11}{'step GFLOP/q':>13}{'RN50 GFLOP/q':>13}{'FLOP ratio':>11}{'step GFLOP/s':>13}{'RN50 GFLOP/s':>13}")
+    for m, (step, enc) in flops.items():
+        v = med[m]
+        enc_rate = enc / (1 / v["online"] - 1 / v["store"])  # the online feed's extra seconds per question
+        print(f"{m:<11}{step / 1e9:>13.3f}{enc / 1e9:>13.3f}{(step + enc) / step:>11.1f}{step * v['store'] / 1e9:>13.1f}"
+              f"{enc_rate / 1e9:>13.1f}")
+    print(f"a 20x speed-up at equal FLOP/s needs a step of <= {flops['butd-1024'][1] / 19 / 1e9:.3f} GFLOP per question")
     d, s = med["butd-1024"], med["butd-256"]
     out = {
         "cached_vs_online_speedup": round(d["store"] / d["online"], 2),
         "loader_vs_ram_ratio": round(d["store"] / d["ram"], 3),
         "cached_vs_online_speedup_hidden256": round(s["store"] / s["online"], 2),
         "loader_vs_ram_ratio_hidden256": round(s["store"] / s["ram"], 3),
+        "step_gflop_per_question": round(flops["butd-1024"][0] / 1e9, 4),
+        "online_encoder_gflop_per_question": round(flops["butd-1024"][1] / 1e9, 4),
+        "flop_bound_speedup": round(sum(flops["butd-1024"]) / flops["butd-1024"][0], 2),
         "store_samples_s": round(d["store"], 1), "ram_samples_s": round(d["ram"], 1), "online_samples_s": round(d["online"], 2),
         "images": images, "batch_size": args.batch_size, "repeats": repeats, "quick": args.quick,
         "autocast": str(dtype).removeprefix("torch.") if dtype else None,

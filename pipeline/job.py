@@ -262,6 +262,38 @@ def _start_ray(address: str | None):
     return ray
 
 
+def worker_env(device: str, *, local: bool) -> dict[str, str]:
+    """Environment variables of the worker processes (set when Ray spawns them).
+
+    - Ray starts workers at nice 15, under every ordinary process on the node; a worker owns
+      the CPUs it reserved, so its model threads run at normal priority.
+    - CPU workers on a local Ray get jemalloc (the copy Ray ships) with freed pages kept: a
+      CPU forward allocates and frees ~100 MB per activation, which glibc hands back to the
+      kernel and page-faults in again, zero-filled, every batch (20-35 % of the worker's CPU
+      time in the kernel; RN50 on 2 cores: 18 -> 29 images/s). The worker's resident memory
+      stays at its peak instead (RN50, batch 32: 1.9 GB against 1.3 GB). Not on clusters, whose nodes may keep Ray elsewhere;
+      CLIPFEAT_JEMALLOC=0 turns it off.
+    """
+    env = {"RAY_worker_niceness": "0"}
+    if device == "cpu" and local and os.environ.get("CLIPFEAT_JEMALLOC", "1") != "0":
+        lib = jemalloc_library()
+        if lib:
+            env["LD_PRELOAD"] = " ".join(filter(None, [os.environ.get("LD_PRELOAD"), lib]))
+            env["MALLOC_CONF"] = "dirty_decay_ms:-1,muzzy_decay_ms:-1"
+    return env
+
+
+def jemalloc_library() -> str | None:
+    """The jemalloc shared library bundled with Ray, if this Ray has one (Linux wheels do)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("ray")
+    if spec is None or not spec.submodule_search_locations or not sys.platform.startswith("linux"):
+        return None
+    path = os.path.join(list(spec.submodule_search_locations)[0], "core", "libjemalloc.so")
+    return path if os.path.isfile(path) else None
+
+
 def _placement(cfg: ExtractConfig, ray) -> tuple[str, int, int]:
     """(device, actors, threads per actor) from the cluster's nodes. An actor's threads are CPUs
     it reserves on one node, so they must fit on the nodes as they are, not on the cluster's
@@ -367,6 +399,7 @@ def _run_shards(cfg: ExtractConfig, writer, manifest, todo: list[int], weights: 
         num_cpus=threads, num_gpus=1 if device == "cuda" else 0,
         max_restarts=cfg.retries, max_task_retries=0,  # we resubmit ourselves, counting attempts
         max_concurrency=per_actor,  # later shards decode and write while one runs the model (worker.py)
+        runtime_env={"env_vars": worker_env(device, local=not cfg.address)},
     )
     actors = [actor_cls.remote(wcfg) for _ in range(n_actors)]
     fields = manifest.dataset == "r2r"  # panorama workers need the viewpoint, its pose and its layout

@@ -240,3 +240,46 @@ def test_cli_extract_and_user_errors(ray_local, tiny_models, synthetic_coco, tmp
     assert not (tmp_path / "c.zarr").exists()  # refused before anything was created
     r = runner.invoke(cli, ["extract", "--dataset", "imagenet", "--root", synthetic_coco, "--out", str(tmp_path / "d.zarr")])
     assert r.exit_code == 2 and "imagenet" in r.output
+
+
+def test_worker_environment(ray_local, monkeypatch):
+    """Local CPU workers run at normal priority under the jemalloc Ray ships (freed pages kept);
+    GPU workers, clusters and CLIPFEAT_JEMALLOC=0 keep the system allocator."""
+    from clipfeat.pipeline.job import jemalloc_library, worker_env
+
+    lib = jemalloc_library()
+    if lib is None:
+        pytest.skip("this Ray has no bundled jemalloc")
+    env = worker_env("cpu", local=True)
+    assert env["LD_PRELOAD"].split()[-1] == lib and env["MALLOC_CONF"] == "dirty_decay_ms:-1,muzzy_decay_ms:-1"
+    assert "LD_PRELOAD" not in worker_env("cuda", local=True)
+    assert "LD_PRELOAD" not in worker_env("cpu", local=False)
+    monkeypatch.setenv("CLIPFEAT_JEMALLOC", "0")
+    assert worker_env("cpu", local=True) == {"RAY_worker_niceness": "0"}
+
+    @ray_local.remote(num_cpus=1, runtime_env={"env_vars": env})
+    def probe():
+        with open("/proc/self/maps") as f:
+            return os.nice(0), any(line.rstrip().endswith("libjemalloc.so") for line in f)
+
+    assert ray_local.get(probe.remote()) == (0, True)
+
+
+def test_decode_threads_yield_to_the_model():
+    """A CPU worker's decode threads (with more than one model thread) run under SCHED_IDLE."""
+    import threading
+
+    from clipfeat.pipeline.worker import _background_thread
+
+    if not hasattr(os, "SCHED_IDLE"):
+        pytest.skip("no SCHED_IDLE on this platform")
+    seen = []
+
+    def body():
+        _background_thread()
+        seen.append(os.sched_getscheduler(threading.get_native_id()))
+
+    t = threading.Thread(target=body)
+    t.start()
+    t.join()
+    assert seen == [os.SCHED_IDLE]
