@@ -1,8 +1,8 @@
 """What the feature cache buys a VQA trainer: samples/s from the store vs from RAM vs online.
 
 Data: N synthetic COCO images (640x480-class JPEGs, ~7 VQA questions each) and their RN50
-feature store (7x7 grid x 2048 channels, fixed 224 px), written by the real pipeline
-(`run_extract`, random RN50 weights: weights do not change the speed).
+feature store (7x7 grid x 2048 channels, fixed 224 px; `--model RN50x4`: 9x9 x 2560 at 288 px),
+written by the real pipeline (`run_extract`, random weights: weights do not change the speed).
 
 The same BUTD trainer step (forward, BCE on soft targets, backward, AdamW) on the same
 question batches (the trainer's shard-shuffled order), fed three ways:
@@ -10,7 +10,7 @@ question batches (the trainer's shard-shuffled order), fed three ways:
   store    the trainer's loader: `Batches` over the store, read ahead in a thread (`Prefetcher`)
   ram      the same features already in a torch tensor in memory (the loader's ceiling)
   online   no cache: each batch's images read, decoded and resized (in a read-ahead thread, 2
-           decode threads), then RN50 computes the grids in the loop, then the same step
+           decode threads), then RN50 (or --model) computes the grids in the loop, then the same step
 
   cached_vs_online_speedup = store / online       (target >= 20 on the 2-core CPU)
   loader_vs_ram_ratio      = store / ram          (target >= 0.9: the model bounds training)
@@ -22,7 +22,7 @@ autocast region as the step, as it would in an online trainer, so both sides get
 Each figure: the median over --repeats, with the three feeds interleaved in every repeat.
 Models: BUTD at its default size (hidden 1024, bottom-up-attention-vqa's) and at hidden 256;
 the JSON keys without suffix are the default size.
-Run:  python benchmarks/train_vqa.py [--quick] [--json]
+Run:  python benchmarks/train_vqa.py [--quick] [--json] [--model RN50x4]
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ from concurrent.futures import ThreadPoolExecutor
 warnings.filterwarnings("ignore", module="zarr")
 
 
-def build(root: str, n: int) -> tuple[str, object]:
-    """Synthetic COCO + its RN50 store; returns (store path, EncoderSpec)."""
+def build(root: str, n: int, model: str) -> tuple[str, object]:
+    """Synthetic COCO + its store of `model` grids; returns (store path, EncoderSpec)."""
     import open_clip
     import torch
 
@@ -51,10 +51,10 @@ def build(root: str, n: int) -> tuple[str, object]:
 
     make_coco(os.path.join(root, "coco"), splits={"train2014": n, "val2014": 8})
     torch.manual_seed(0)
-    ckpt = os.path.join(root, "rn50.pt")
-    torch.save(open_clip.create_model("RN50").state_dict(), ckpt)
-    spec = EncoderSpec(model="RN50", checkpoint=ckpt)
-    store = os.path.join(root, "coco-RN50.zarr")
+    ckpt = os.path.join(root, f"{model}.pt")
+    torch.save(open_clip.create_model(model).state_dict(), ckpt)
+    spec = EncoderSpec(model=model, checkpoint=ckpt)
+    store = os.path.join(root, f"coco-{model}.zarr")
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     run_extract(ExtractConfig(out=store, spec=spec, dataset="coco", root=os.path.join(root, "coco"), shard_size=64,
                               batch_size=32, device="cpu", workers=1, threads=2, progress=False))
@@ -188,6 +188,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--images", type=int, default=None)
     ap.add_argument("--repeats", type=int, default=None)
     ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--model", default="RN50", help="the CLIP encoder of the store and of the online feed (default RN50)")
     ap.add_argument("--precision", choices=("auto", "fp32"), default="auto",
                     help="auto: the trainer's autocast (bfloat16 on CPUs that have it); fp32: none")
     args = ap.parse_args(argv)
@@ -206,7 +207,7 @@ def main(argv=None) -> dict:
     dtype = autocast_dtype(torch.device("cpu"), args.precision == "auto")
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        store, spec = build(tmp, images)
+        store, spec = build(tmp, images, args.model)
         feeds = Feeds(tmp, store, spec, args.batch_size)
         print(f"setup: {images} images, {len(feeds.split)} questions, store {store} ({time.perf_counter() - t0:.0f} s)",
               file=sys.stderr, flush=True)
@@ -231,7 +232,7 @@ def main(argv=None) -> dict:
                       file=sys.stderr, flush=True)
 
     med = {m: {k: statistics.median(v) for k, v in r.items()} for m, r in results.items()}
-    print(f"\nVQA trainer input pipeline, {images} images, batch {args.batch_size}, {os.cpu_count()} CPU threads, "
+    print(f"\nVQA trainer input pipeline, {args.model} grids, {images} images, batch {args.batch_size}, {os.cpu_count()} CPU threads, "
           f"{str(dtype).removeprefix('torch.') if dtype else 'float32'}, median of {repeats}")
     print(f"{'model':<11}{'store /s':>10}{'RAM /s':>10}{'online /s':>11}{'store/online':>14}{'store/RAM':>11}")
     for m, v in med.items():
@@ -240,12 +241,14 @@ def main(argv=None) -> dict:
     # What the cache can buy is bounded by arithmetic: online, a question costs the step plus
     # its share of RN50 forwards; cached, the step alone. At equal FLOP/s on both sides the
     # speed-up is (step + encoder) / step, so a 20x speed-up needs a step of <= encoder / 19.
-    print(f"\n{'model':<11}{'step GFLOP/q':>13}{'RN50 GFLOP/q':>13}{'FLOP ratio':>11}{'step GFLOP/s':>13}{'RN50 GFLOP/s':>13}")
+    enc_name = args.model[:6]
+    print(f"\n{'model':<11}{'step GFLOP/q':>13}{enc_name + ' GFLOP/q':>16}{'FLOP ratio':>11}{'step GFLOP/s':>13}"
+          f"{enc_name + ' GFLOP/s':>16}")
     for m, (step, enc) in flops.items():
         v = med[m]
         enc_rate = enc / (1 / v["online"] - 1 / v["store"])  # the online feed's extra seconds per question
-        print(f"{m:<11}{step / 1e9:>13.3f}{enc / 1e9:>13.3f}{(step + enc) / step:>11.1f}{step * v['store'] / 1e9:>13.1f}"
-              f"{enc_rate / 1e9:>13.1f}")
+        print(f"{m:<11}{step / 1e9:>13.3f}{enc / 1e9:>16.3f}{(step + enc) / step:>11.1f}{step * v['store'] / 1e9:>13.1f}"
+              f"{enc_rate / 1e9:>16.1f}")
     print(f"a 20x speed-up at equal FLOP/s needs a step of <= {flops['butd-1024'][1] / 19 / 1e9:.3f} GFLOP per question")
     d, s = med["butd-1024"], med["butd-256"]
     out = {
@@ -257,7 +260,7 @@ def main(argv=None) -> dict:
         "online_encoder_gflop_per_question": round(flops["butd-1024"][1] / 1e9, 4),
         "flop_bound_speedup": round(sum(flops["butd-1024"]) / flops["butd-1024"][0], 2),
         "store_samples_s": round(d["store"], 1), "ram_samples_s": round(d["ram"], 1), "online_samples_s": round(d["online"], 2),
-        "images": images, "batch_size": args.batch_size, "repeats": repeats, "quick": args.quick,
+        "encoder": args.model, "images": images, "batch_size": args.batch_size, "repeats": repeats, "quick": args.quick,
         "autocast": str(dtype).removeprefix("torch.") if dtype else None,
     }
     if args.json:

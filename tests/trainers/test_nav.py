@@ -112,7 +112,9 @@ def test_rollout_losses_and_padding_mask(nav_task, world):
 
 @pytest.mark.slow
 def test_learns_to_follow_instructions_in_unseen_houses(nav_task, tmp_path):
-    result = _train(nav_task, tmp_path / "run", SMALL + ["epochs=30"])
+    # float32: at these tiny sizes bfloat16 autocast costs more in casts than it saves (45 -> 36 s);
+    # the resume test below keeps the bfloat16 path covered
+    result = _train(nav_task, tmp_path / "run", SMALL + ["epochs=30", "amp=false"])
     scores = json.loads(open(tmp_path / "run" / "metrics.jsonl").read().splitlines()[-1])
     assert result.best >= 0.8, result.last  # success rate on val_unseen: new scans, new paths
     preds = json.loads((tmp_path / "run" / "predictions_val_seen.json").read_text())
