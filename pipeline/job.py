@@ -271,8 +271,8 @@ def worker_env(device: str, *, local: bool) -> dict[str, str]:
       CPU forward allocates and frees ~100 MB per activation, which glibc hands back to the
       kernel and page-faults in again, zero-filled, every batch (20-35 % of the worker's CPU
       time in the kernel; RN50 on 2 cores: 18 -> 29 images/s). The worker's resident memory
-      stays at its peak instead (RN50, batch 32: 1.9 GB against 1.3 GB). Not on clusters, whose nodes may keep Ray elsewhere;
-      CLIPFEAT_JEMALLOC=0 turns it off.
+      stays at its peak instead (RN50, batch 32: 1.9 GB against 1.3 GB). Not on clusters,
+      whose nodes may keep Ray elsewhere; CLIPFEAT_JEMALLOC=0 turns it off.
     """
     env = {"RAY_worker_niceness": "0"}
     if device == "cpu" and local and os.environ.get("CLIPFEAT_JEMALLOC", "1") != "0":
