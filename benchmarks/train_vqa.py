@@ -137,17 +137,18 @@ def _positions(store, b: int, cells: int):
 
 def rate(feeds: Feeds, model, optimizer, batches, produce, *, prefetch: int = 4, then=None, dtype=None) -> float:
     """Training samples/s over `batches` (the first one is warm-up and not timed); `dtype`: the
-    autocast dtype of the step (and of the online encoder), None for float32."""
+    trainer's autocast dtype (`core.autocast_dtype`), which the step and the online encoder run
+    under, None for float32."""
     import torch
 
-    from clipfeat.trainers.core import Prefetcher
+    from clipfeat.trainers.core import Prefetcher, autocast
     from clipfeat.trainers.vqa.train import forward, vqa_loss
 
     dev = torch.device("cpu")
     it = iter(Prefetcher(map(produce, batches), prefetch))
     t0, n = None, 0
     for i, item in enumerate(it):
-        with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+        with autocast(dev, enabled=dtype is not None):  # the trainer's region: bfloat16 where dtype is set
             batch = then(item) if then else item
             loss = vqa_loss(forward(model, batch, dev), batch["targets"])
         optimizer.zero_grad(set_to_none=True)
@@ -167,12 +168,14 @@ def flops_per_sample(feeds: Feeds, model, optimizer, idx, dtype=None) -> tuple[f
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
+    from clipfeat.trainers.core import autocast
     from clipfeat.trainers.vqa.train import forward, vqa_loss
 
+    dev = torch.device("cpu")
     batch = feeds.from_ram(idx)
     with FlopCounterMode(display=False) as step:
-        with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
-            loss = vqa_loss(forward(model, batch, torch.device("cpu")), batch["targets"])
+        with autocast(dev, enabled=dtype is not None):  # the trainer's region: bfloat16 where dtype is set
+            loss = vqa_loss(forward(model, batch, dev), batch["targets"])
         loss.backward()
     optimizer.zero_grad(set_to_none=True)
     _, pixels, _ = feeds.decoded(idx)
