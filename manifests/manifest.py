@@ -18,9 +18,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-__all__ = ["Row", "Manifest", "ManifestError", "safe_path", "sort_rows"]
+__all__ = ["IMAGES", "LAYOUTS", "SKYBOX", "Row", "Manifest", "ManifestError", "safe_path", "sort_rows"]
 
 MANIFEST_VERSION = 1
+
+# What one row is, which decides how the pipeline turns it into model inputs.
+IMAGES = "images"  # one image file per row (COCO, VG, Flickr30k)
+SKYBOX = "skybox"  # six Matterport skybox faces per row -> the simulator's 36 views (R2R)
+LAYOUTS = (IMAGES, SKYBOX)
 
 
 class ManifestError(Exception):
@@ -63,8 +68,11 @@ def safe_path(root: str | os.PathLike, rel: str) -> str:
 class Manifest:
     dataset: str
     rows: list[Row]
+    layout: str = IMAGES  # IMAGES or SKYBOX; not part of sha256 (the rows say it all)
 
     def __post_init__(self) -> None:
+        if self.layout not in LAYOUTS:
+            raise ManifestError(f"{self.dataset}: manifest layout {self.layout!r} is not one of {', '.join(LAYOUTS)}")
         counts = Counter(r.key for r in self.rows)
         if len(counts) != len(self.rows):
             dup = next(k for k, c in counts.items() if c > 1)
@@ -106,7 +114,8 @@ class Manifest:
         opener = gzip.open if path.endswith(".gz") else open
         tmp = f"{path}.partial-{os.getpid()}"
         with opener(tmp, "wt", encoding="utf-8") as f:
-            header = {"clipfeat_manifest": MANIFEST_VERSION, "dataset": self.dataset, "sha256": self.sha256, "count": len(self)}
+            header = {"clipfeat_manifest": MANIFEST_VERSION, "dataset": self.dataset, "layout": self.layout,
+                      "sha256": self.sha256, "count": len(self)}
             f.write(json.dumps(header) + "\n")
             for r in self.rows:
                 f.write(json.dumps(r.to_json(), sort_keys=True) + "\n")
@@ -128,7 +137,9 @@ class Manifest:
                 rows = [Row(**json.loads(line)) for line in f if line.strip()]
         except (OSError, ValueError, TypeError) as e:
             raise ManifestError(f"{path} is not a readable manifest ({e})") from None
-        m = cls(dataset=header["dataset"], rows=rows)
+        # Manifests saved before the header named a layout: only R2R's rows were skyboxes.
+        layout = header.get("layout", SKYBOX if header["dataset"] == "r2r" else IMAGES)
+        m = cls(dataset=header["dataset"], rows=rows, layout=layout)
         if header.get("sha256") not in (None, m.sha256):
             raise ManifestError(f"{path}: rows do not match the header's sha256 (edited or truncated file)")
         return m

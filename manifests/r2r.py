@@ -24,7 +24,7 @@ import os
 from pathlib import Path
 from typing import Iterable
 
-from .manifest import Manifest, ManifestError, Row, sort_rows
+from .manifest import SKYBOX, Manifest, ManifestError, Row, sort_rows
 
 __all__ = ["SKYBOX_DIR", "scan_r2r", "skybox_files"]
 
@@ -75,7 +75,7 @@ def scan_r2r(root: str | os.PathLike, *, connectivity: str | os.PathLike | None 
     if missing:
         warnings.append(f"{len(missing)} of {len(rows)} viewpoints have no {layout} images (first: "
                         f"{', '.join(missing[:3])}); they will be recorded as failures")
-    return Manifest(dataset="r2r", rows=sort_rows(rows)), warnings
+    return Manifest(dataset="r2r", rows=sort_rows(rows), layout=SKYBOX), warnings
 
 
 def skybox_files(root: str | os.PathLike, row: Row) -> list[str] | None:
