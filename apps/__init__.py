@@ -1,0 +1,1 @@
+"""clipfeat.apps: programs that use every layer (the demo)."""

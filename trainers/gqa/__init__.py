@@ -1,0 +1,1 @@
+"""clipfeat.trainers.gqa: GQA on Visual Genome stores."""
