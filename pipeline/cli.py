@@ -1,7 +1,8 @@
 """The `clipfeat` command. Subcommands only parse arguments and call the library.
 
-Each package contributes its commands (manifests: manifest; pipeline: extract; features:
-info, verify, ls, export, import, copy; trainers: train, eval).
+Each package contributes its commands through the `clipfeat.commands` entry-point group of
+setup.cfg (manifests: manifest; pipeline: extract, render-views; features: info, verify, ls,
+export, import, copy; trainers: train, eval), so this root group imports no layer above it.
 Heavy libraries are imported inside command bodies so `clipfeat --help` stays fast and never
 imports torch or ray. Any `ClipfeatError` becomes `Error: <one line>` with exit code 2.
 """
@@ -53,16 +54,18 @@ def cli() -> None:
     """
 
 
+COMMAND_GROUP = "clipfeat.commands"
+# Help lists commands alphabetically; this order only decides which layer wins a name clash (none do).
+_LAYERS = ("manifests", "extract", "render", "features", "trainers")
+
+
 def _register() -> None:
-    from clipfeat.features.cli import COMMANDS as feature_commands
-    from clipfeat.manifests.cli import COMMANDS as manifest_commands
-    from clipfeat.trainers.cli import COMMANDS as trainer_commands
+    from importlib.metadata import entry_points
 
-    from .extract_cli import COMMANDS as pipeline_commands
-    from .render_cli import COMMANDS as render_commands
-
-    for cmd in [*manifest_commands, *pipeline_commands, *render_commands, *feature_commands, *trainer_commands]:
-        cli.add_command(cmd)
+    eps = {ep.name: ep for ep in entry_points(group=COMMAND_GROUP)}
+    for name in sorted(eps, key=lambda n: (_LAYERS.index(n) if n in _LAYERS else len(_LAYERS), n)):
+        for cmd in eps[name].load():
+            cli.add_command(cmd)
 
 
 _register()

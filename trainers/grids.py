@@ -16,7 +16,9 @@ from torch import nn
 from clipfeat.features import FeatureStore
 from clipfeat.features.torch_data import shard_shuffle
 
-__all__ = ["FeatureNorm", "RowBatches", "Vocab", "cell_positions", "read_grids", "store_rows"]
+from .config import ConfigError
+
+__all__ = ["FeatureNorm", "RowBatches", "Vocab", "cell_positions", "read_grids", "require_grids", "store_rows"]
 
 
 @dataclass
@@ -41,6 +43,15 @@ def cell_positions(hw: torch.Tensor, cells: int) -> torch.Tensor:
     r, c = torch.div(i, hw[:, 1:], rounding_mode="floor").float(), (i % hw[:, 1:]).float()
     pos = torch.stack([c / w, r / h, (c + 1) / w, (r + 1) / h], dim=-1)
     return pos * (i < hw[:, :1] * hw[:, 1:]).unsqueeze(-1)
+
+
+def require_grids(store: FeatureStore) -> int:
+    """The grid channels C of a store with one grid per image (COCO, VG, Flickr30k stores);
+    a one-line error for stores without grids or with several views per item (R2R)."""
+    layout = store.meta.layout
+    if layout.grid_channels is None or layout.views:
+        raise ConfigError(f"{store.url} has no per-image grid features; extract an image dataset with --grid")
+    return layout.grid_channels
 
 
 def store_rows(store: FeatureStore, keys) -> tuple[np.ndarray, np.ndarray]:

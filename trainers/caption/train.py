@@ -1,20 +1,20 @@
-"""`clipfeat train caption`: a COCO captioner trained on cached CLIP grid features.
+"""`clipfeat train caption`: a COCO / Flickr30k captioner trained on cached CLIP grid features.
 
-    clipfeat train caption --features features/coco-RN50x4.zarr --data DATA/coco   # stage 1: cross-entropy
-    clipfeat train caption ... --set scst=true init_from=runs/xe --out runs/scst    # stage 2: SCST, CIDEr-D reward
-    clipfeat train caption --resume runs/scst                                       # after a crash, or for more epochs
+    clipfeat train caption --features features/coco-RN50x4.zarr --data DATA/coco              # stage 1: cross-entropy
+    clipfeat train caption ... --recipe transformer-scst --set init_from=runs/xe --out runs/scst   # stage 2: SCST
+    clipfeat train caption --resume runs/scst                                                  # after a crash, or for more epochs
 
-Read top to bottom: config → data (splits, vocabulary, references as ids for CIDEr) → the
-fixed-caption baseline → model → the two losses (cross-entropy with label smoothing;
-self-critical sequence training) → evaluation (greedy CIDEr-D every epoch) → the shared loop
-(`trainers.core.fit`) → beam-search predictions of the best checkpoint in the COCO results
-format `[{"image_id": int, "caption": str}]`, scored with pycocoevalcap.
+Read top to bottom: config → the two losses (cross-entropy with label smoothing;
+self-critical sequence training with a CIDEr-D reward) → decoding a split → the fixed-caption
+baseline → the experiment (data: splits, vocabulary, references as ids for CIDEr; the model,
+from an XE checkpoint for SCST; the step; greedy CIDEr-D every epoch; beam-search
+predictions of the best checkpoint in the COCO results format `[{"image_id": int, "caption":
+str}]`, scored with pycocoevalcap). The loop, checkpoints and resume are `trainers.trainer.train`'s.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,35 +23,22 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from clipfeat.features import open_store
+from clipfeat.features import FeatureStore
 
-from ..core import (
-    autocast,
-    ConfigError,
-    FitResult,
-    MetricsLog,
-    RunDir,
-    TrainConfig,
-    fit,
-    load_checkpoint,
-    make_optimizer,
-    make_scheduler,
-    opt,
-    parse_args,
-    pick_device,
-    seed_everything,
-)
-from ..grids import Vocab
-from . import metric
+from ..config import ConfigError, TrainConfig, opt
+from ..grids import Vocab, require_grids
+from ..rundir import RunDir, load_checkpoint
+from ..trainer import feature_rows, train
+from . import TASK, metric
 from .cider import CiderD
 from .data import BOS, EOS, PAD, Batches, CaptionSplit, WordIds, build_vocab, encode_split, load_splits, pick_splits
 from .decoding import beam_search, greedy, sample, sequence_logprobs, strip
 from .models import CaptionModel, Memory, build_model
 
-__all__ = ["CaptionConfig", "cider_candidates", "decode_split", "encode_batch", "fixed_caption_baseline", "main", "scst_loss",
-           "to_results", "xe_loss"]
+__all__ = ["CaptionConfig", "Config", "Experiment", "cider_candidates", "decode_split", "encode_batch",
+           "fixed_caption_baseline", "main", "prepare", "scst_loss", "to_results", "xe_loss"]
 
-DEFAULT_LR = {"xe": 5e-4, "scst": 2e-5}  # self-critical.pytorch's Transformer: noam (~5e-4 peak), SCST 2e-5
+METRIC = "CIDEr"
 MODEL_FIELDS = ("d_model", "enc_layers", "dec_layers", "heads", "ff_dim", "use_pos", "use_pooled", "max_len")
 
 
@@ -87,12 +74,15 @@ class CaptionConfig(TrainConfig):
     beam_size: int = opt(3, "beam size of the final predictions (1 = greedy)")
     length_penalty: float = opt(0.0, "beam search picks by log-prob / length**length_penalty")
     final_metrics: bool = opt(True, "score the final predictions with pycocoevalcap (BLEU, METEOR, ROUGE-L, CIDEr)")
-    # optimisation (overrides of the shared defaults)
-    lr: float = opt(0.0, "peak learning rate; 0 = the stage's default (XE 5e-4, SCST 2e-5)")
+    # optimisation (overrides of the shared defaults; the recipes set them)
+    lr: float = opt(5e-4, "peak learning rate (AdamW)")
     epochs: int = opt(15, "passes over the training images")
     batch_size: int = opt(50, "images per step (each with seq_per_img captions or scst_samples samples)")
     warmup_steps: int = opt(1000, "linear warm-up steps, then cosine decay to lr_min_ratio * lr")
     weight_decay: float = opt(0.01, "AdamW weight decay on matrices")
+
+
+Config = CaptionConfig
 
 
 # -- the two losses ---------------------------------------------------------------------------------
@@ -194,7 +184,7 @@ def fixed_caption_baseline(train: CaptionSplit, evals: CaptionSplit, cider: Cide
     return float(scores[best].mean()), common[best]
 
 
-# -- main -----------------------------------------------------------------------------------------------
+# -- the experiment ----------------------------------------------------------------------------------
 
 
 def _init_checkpoint(path: str) -> dict:
@@ -209,123 +199,108 @@ def _init_checkpoint(path: str) -> dict:
     return ck
 
 
+def prepare(cfg: CaptionConfig, *, resume: Path | None) -> CaptionConfig:
+    """Checks that need no data; SCST takes its architecture from the XE checkpoint it starts from."""
+    if cfg.scst and not cfg.init_from and resume is None:
+        raise ConfigError("scst=true starts from a trained captioner: add --set init_from=RUN_DIR of an XE run")
+    if cfg.scst_baseline not in ("greedy", "mean") or (cfg.scst_baseline == "mean" and cfg.scst_samples < 2):
+        raise ConfigError("scst_baseline must be greedy, or mean with scst_samples >= 2")
+    if cfg.scst and cfg.init_from and resume is None:
+        init = _init_checkpoint(cfg.init_from)
+        cfg = dataclasses.replace(cfg, **{k: init["config"][k] for k in MODEL_FIELDS})
+    return cfg
+
+
 # `clipfeat train caption --help` shows these above the config keys
 EXAMPLES = """\
   clipfeat train caption --features features/coco-RN50x4.zarr --data DATA/coco --out runs/xe     # stage 1: XE
   clipfeat train caption --features features/coco-RN50x4.zarr --data DATA/coco --out runs/scst \\
-                         --set scst=true init_from=runs/xe epochs=25                          # stage 2: SCST
-  DATA/coco: Karpathy's dataset_coco.json (or the folder holding it), or a folder with annotations/captions_{train,val}2014.json"""
+                         --recipe transformer-scst --set init_from=runs/xe                    # stage 2: SCST
+  clipfeat train caption --list-recipes
+  DATA/coco: Karpathy's dataset_coco.json (or the folder holding it), or a folder with annotations/captions_{train,val}2014.json
+  Flickr30k: --data DATA/flickr30k/dataset_flickr30k.json (Karpathy's) with a store of `clipfeat extract --dataset flickr30k`"""
 
 
-def main(argv: list[str] | None = None) -> FitResult:
-    args = parse_args(argv, CaptionConfig, prog="clipfeat train caption", examples=EXAMPLES,
-                      description="Train a COCO captioner (Transformer; XE, then SCST) on cached CLIP grid features.")
-    cfg: CaptionConfig = args.config
-    if cfg.scst and not cfg.init_from and args.resume is None:
-        raise ConfigError("scst=true starts from a trained captioner: add --set init_from=RUN_DIR of an XE run")
-    if cfg.scst_baseline not in ("greedy", "mean") or (cfg.scst_baseline == "mean" and cfg.scst_samples < 2):
-        raise ConfigError("scst_baseline must be greedy, or mean with scst_samples >= 2")
-    stage = "scst" if cfg.scst else "xe"
-    resume_from = load_checkpoint(RunDir(args.resume).latest) if args.resume else None
-    init = _init_checkpoint(cfg.init_from) if cfg.scst and cfg.init_from and resume_from is None else None
-    if init is not None:  # the architecture is the XE model's
-        cfg = dataclasses.replace(cfg, **{k: init["config"][k] for k in MODEL_FIELDS})
-    cfg = dataclasses.replace(cfg, lr=cfg.lr or DEFAULT_LR[stage])
-    run = RunDir.create(cfg.out_dir, "caption", resume=args.resume is not None)
-    device = pick_device(cfg.device)
-    seed_everything(cfg.seed)
+class Experiment:
+    """Captioning on a store of per-image grids: data, the model, the XE or SCST step, CIDEr-D."""
 
-    # -- data ---------------------------------------------------------------------------------
-    store = open_store(cfg.features, allow_partial=True)  # partial: train on what is extracted so far
-    layout = store.meta.layout
-    if layout.grid_channels is None or layout.views:
-        raise ConfigError(f"{cfg.features} has no per-image grid features; extract a COCO store with grids")
-    splits = load_splits(cfg.data, cfg.split_file)
-    train_raw = pick_splits(splits, cfg.train_splits, "train_splits")
-    eval_raw = pick_splits(splits, (cfg.eval_split,), "eval_split")
-    for s in cfg.predict_splits:
-        pick_splits(splits, (s,), "predict_splits")  # fail now, not after training
-    source = resume_from or init
-    vocab = Vocab(source["extra"]["vocab"]) if source else build_vocab(train_raw, cfg.min_word_count)
-    word_ids = WordIds(vocab)
-    train = encode_split(train_raw, store, vocab, word_ids, max_len=cfg.max_len, strict=cfg.strict)
-    evals = encode_split(eval_raw, store, vocab, word_ids, max_len=cfg.max_len, strict=cfg.strict)
-    for sp, raw in ((train, train_raw), (evals, eval_raw)):
+    def __init__(self, cfg: CaptionConfig, *, store: FeatureStore, device: torch.device, resume: dict | None) -> None:
+        self.cfg, self.store, self.device = cfg, store, device
+        channels = require_grids(store)
+        self.splits = load_splits(cfg.data, cfg.split_file)
+        train_raw = pick_splits(self.splits, cfg.train_splits, "train_splits")
+        eval_raw = pick_splits(self.splits, (cfg.eval_split,), "eval_split")
+        for s in cfg.predict_splits:
+            pick_splits(self.splits, (s,), "predict_splits")  # fail now, not after training
+        self.start = _init_checkpoint(cfg.init_from) if cfg.scst and cfg.init_from and resume is None else None
+        source = resume or self.start
+        self.vocab = Vocab(source["extra"]["vocab"]) if source else build_vocab(train_raw, cfg.min_word_count)
+        self.word_ids = WordIds(self.vocab)
+        self.train, self.evals = self.encode(train_raw), self.encode(eval_raw)
+        if not len(self.train) or not len(self.evals):
+            raise ConfigError(f"no images of {cfg.train_splits} / {cfg.eval_split} are in {cfg.features}")
+        print(f"vocabulary: {len(self.vocab)} words; {'scst' if cfg.scst else 'xe'}")
+        self.loader = dict(store=store, batch_size=cfg.batch_size, pooled=cfg.use_pooled)
+        self.train_batches = Batches(self.train, **self.loader, shuffle=True, seq_per_img=cfg.seq_per_img, seed=cfg.seed,
+                                     buffer_shards=cfg.buffer_shards)
+        self.eval_batches = Batches(self.evals, **self.loader, shuffle=False)
+        self.steps_per_epoch = len(self.train_batches)
+
+        # CIDEr-D with document frequencies of the eval references (what pycocoevalcap computes on
+        # that split) for evaluation, of the training references for the SCST reward.
+        self.eval_cider = CiderD(self.evals.refs)
+        self.train_cider = CiderD(self.train.refs) if cfg.scst else None
+        self.baseline, fixed = fixed_caption_baseline(self.train, self.evals, self.eval_cider)
+        print(f"fixed-caption baseline: CIDEr-D {self.baseline:.3f} for \"{' '.join(self.word_ids.itos[t] for t in fixed)}\"")
+
+        self.model = build_model(cfg, vocab_size=len(self.vocab), channels=channels,
+                                 pooled_dim=store.meta.layout.pooled_dim).to(device)
+        if self.start is not None:  # SCST: the XE model, its feature statistics included
+            self.model.load_state_dict(self.start["model"])
+        self.extra = {"vocab": self.vocab.itos}
+        self.title = f"captioning ({'scst' if cfg.scst else 'xe'}) on {store.meta.encoder.model}"
+
+    def encode(self, raw) -> CaptionSplit:
+        cfg = self.cfg
+        sp = encode_split(raw, self.store, self.vocab, self.word_ids, max_len=cfg.max_len, strict=cfg.strict)
         note = f" ({sp.skipped} skipped: not in the store)" if sp.skipped else ""
         print(f"{sp.name}: {len(sp)} of {len(raw.image_ids)} images, {len(sp.caps)} captions{note}")
-    if not len(train) or not len(evals):
-        raise ConfigError(f"no images of {cfg.train_splits} / {cfg.eval_split} are in {cfg.features}")
-    print(f"vocabulary: {len(vocab)} words; {stage}; run folder {run.path}")
-    loader = dict(store=store, batch_size=cfg.batch_size, pooled=cfg.use_pooled)
-    train_batches = Batches(train, **loader, shuffle=True, seq_per_img=cfg.seq_per_img, seed=cfg.seed,
-                            buffer_shards=cfg.buffer_shards)
-    eval_batches = Batches(evals, **loader, shuffle=False)
+        return sp
 
-    # CIDEr-D with document frequencies of the eval references (what pycocoevalcap computes on
-    # that split) for evaluation, of the training references for the SCST reward.
-    eval_cider = CiderD(evals.refs)
-    train_cider = CiderD(train.refs) if cfg.scst else None
-    baseline, fixed = fixed_caption_baseline(train, evals, eval_cider)
-    print(f"fixed-caption baseline: CIDEr-D {baseline:.3f} for \"{' '.join(word_ids.itos[t] for t in fixed)}\"")
+    def feature_sample(self) -> dict:
+        return self.train_batches.load(feature_rows(len(self.train), self.cfg.seed))
 
-    # -- model --------------------------------------------------------------------------------
-    model = build_model(cfg, vocab_size=len(vocab), channels=layout.grid_channels, pooled_dim=layout.pooled_dim).to(device)
-    if init is not None:
-        model.load_state_dict(init["model"])
-    elif resume_from is None:  # feature statistics from up to 1,024 training images
-        sample_rows = np.sort(np.random.default_rng(cfg.seed).permutation(len(train))[:1024])
-        feats = train_batches.load(sample_rows)
-        model.v_norm.fit(feats["grid"], feats["mask"])
-        if model.p_norm is not None:
-            model.p_norm.fit(feats["pooled"], None)
-    optimizer = make_optimizer(model, cfg)
-    scheduler = make_scheduler(optimizer, cfg, total_steps=cfg.epochs * len(train_batches))
-
-    def train_step(batch: dict) -> dict:
+    def train_step(self, batch: dict) -> dict:
+        cfg = self.cfg
         if cfg.scst:
-            out = scst_loss(model, batch, device, train_cider, samples=cfg.scst_samples, baseline=cfg.scst_baseline,
-                            max_len=cfg.max_len)
+            out = scst_loss(self.model, batch, self.device, self.train_cider, samples=cfg.scst_samples,
+                            baseline=cfg.scst_baseline, max_len=cfg.max_len)
         else:
-            out = {"loss": xe_loss(model, batch, device, cfg.label_smoothing)}
+            out = {"loss": xe_loss(self.model, batch, self.device, cfg.label_smoothing)}
         return {**out, "samples": len(batch["idx"])}
 
-    def evaluate(epoch: int) -> dict:
-        tokens = decode_split(model, eval_batches, device, beam_size=1, max_len=cfg.max_len)
-        score = eval_cider.score(cider_candidates(tokens), np.arange(len(evals)))
-        return {"CIDEr": float(score.mean()), "baseline": baseline}
+    def evaluate(self, epoch: int) -> dict:
+        tokens = decode_split(self.model, self.eval_batches, self.device, beam_size=1, max_len=self.cfg.max_len)
+        score = self.eval_cider.score(cider_candidates(tokens), np.arange(len(self.evals)))
+        return {"CIDEr": float(score.mean()), "baseline": self.baseline}
 
-    init_cider = None
-    if init is not None:  # where SCST starts from, as epoch 0 of the log and the plot
-        init_cider = evaluate(0)["CIDEr"]
-        MetricsLog(run.metrics).write({"kind": "eval", "epoch": 0, "step": 0, "CIDEr": init_cider, "baseline": baseline})
-        print(f"init_from {cfg.init_from}: greedy CIDEr-D {init_cider:.3f} on {cfg.eval_split}")
+    def predict(self, run: RunDir) -> dict:
+        """Beam-search captions of the eval and predict splits, scored with pycocoevalcap."""
+        cfg = self.cfg
+        scores = {}
+        for name in dict.fromkeys((cfg.eval_split, *cfg.predict_splits)):
+            sp = self.evals if name == cfg.eval_split else self.encode(pick_splits(self.splits, (name,), "predict_splits"))
+            tokens = decode_split(self.model, Batches(sp, **self.loader, shuffle=False), self.device,
+                                  beam_size=cfg.beam_size, max_len=cfg.max_len, length_penalty=cfg.length_penalty)
+            results = to_results(sp, tokens, self.vocab)
+            run.write_json(run.predictions(name), results)
+            if cfg.final_metrics:
+                s = metric.evaluate(results, dict(zip(sp.image_ids.tolist(), sp.raw)))
+                run.write_json(run.path / f"scores_{name}.json", s.to_json())
+                print(f"{name} (beam {cfg.beam_size}):\n{metric.format_scores(s)}")
+                scores[name] = s.to_json()
+        return {"fixed_caption_CIDEr": self.baseline, "scores": scores}
 
-    result = fit(
-        run=run, cfg=cfg, model=model, optimizer=optimizer, scheduler=scheduler,
-        train_batches=train_batches, steps_per_epoch=len(train_batches), train_step=train_step,
-        evaluate=evaluate, metric="CIDEr", device=device, resume_from=resume_from,
-        extra={"vocab": vocab.itos, "init_CIDEr": init_cider if resume_from is None else resume_from["extra"].get("init_CIDEr")},
-        title=f"captioning ({stage}) on {store.meta.encoder.model}",
-    )
 
-    # -- predictions of the best checkpoint: beam search, scored with pycocoevalcap ---------------
-    model.load_state_dict(load_checkpoint(run.best if run.best.exists() else run.latest)["model"])
-    scores = {}
-    for name in dict.fromkeys((cfg.eval_split, *cfg.predict_splits)):
-        sp = evals if name == cfg.eval_split else encode_split(pick_splits(splits, (name,), "predict_splits"), store,
-                                                               vocab, word_ids, max_len=cfg.max_len, strict=cfg.strict)
-        with autocast(device, cfg.amp):  # the precision the logged scores were computed in
-            tokens = decode_split(model, Batches(sp, **loader, shuffle=False), device, beam_size=cfg.beam_size,
-                                  max_len=cfg.max_len, length_penalty=cfg.length_penalty)
-        results = to_results(sp, tokens, vocab)
-        run.write_json(run.predictions(name), results)
-        if cfg.final_metrics:
-            s = metric.evaluate(results, dict(zip(sp.image_ids.tolist(), sp.raw)))
-            run.write_json(run.path / f"scores_{name}.json", s.to_json())
-            print(f"{name} (beam {cfg.beam_size}):\n{metric.format_scores(s)}")
-            scores[name] = s.to_json()
-    summary = {"run": str(run.path), "best_CIDEr": result.best, "best_epoch": result.best_epoch,
-               "fixed_caption_CIDEr": baseline, "init_CIDEr": init_cider,
-               "train_samples_per_s": round(result.samples_per_s, 1), "scores": scores}
-    print(json.dumps(summary))
-    return result
+def main(argv: list[str] | None = None):
+    return train(TASK, argv)

@@ -6,9 +6,13 @@ follower, the official metrics, the trainer, and a synthetic task for tests and 
     evaluate("results.json", "DATA/r2r/R2R_val_unseen.json", "DATA/r2r/connectivity").success_rate
 """
 
+from ..task import Task
 from .metric import NavScores, evaluate
 
-__all__ = ["NavScores", "evaluate", "main", "NavConfig"]
+__all__ = ["TASK", "NavScores", "evaluate", "main", "NavConfig"]
+
+TASK = Task(name="nav", summary="R2R navigation: an EnvDrop-style follower on 36-view panoramas", package=__name__,
+            default_recipe="follower")
 
 
 def __getattr__(name: str):

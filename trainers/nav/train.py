@@ -1,19 +1,20 @@
 """`clipfeat train nav`: an R2R instruction follower trained on cached panorama features.
 
     clipfeat train nav --features features/r2r-RN50x4.zarr --data DATA/r2r
-    clipfeat train nav ... --set feedback=teacher epochs=40 --out runs/follower
+    clipfeat train nav ... --set feedback=none epochs=40 --out runs/follower
     clipfeat train nav --resume runs/follower
 
-Read top to bottom: config → data (episodes, vocabulary, graphs, every viewpoint's 36 view
-features in memory) → the agent → a rollout (teacher-forced, sampled or greedy, with the
-expert's action as the label at every visited state) → the loss → evaluation with the
-official R2R metrics → the shared loop (`trainers.core.fit`) → greedy trajectories of the best
-checkpoint in the official results format `[{"instr_id", "trajectory": [[vp, heading, elevation], …]}]`.
+Read top to bottom: config → a rollout (teacher-forced, sampled or greedy, with the expert's
+action as the label at every visited state) → predictions → the experiment (data: episodes,
+vocabulary, graphs, every viewpoint's 36 view features in memory; the agent; the step: a
+teacher-forced and a sampled rollout; evaluation with the official R2R metrics; greedy
+trajectories of the best checkpoint in the official results format `[{"instr_id",
+"trajectory": [[vp, heading, elevation], …]}]`). The loop, checkpoints and resume are
+`trainers.trainer.train`'s.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,31 +22,21 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from clipfeat.features import open_store
+from clipfeat.features import FeatureStore
 
-from ..core import (
-    autocast,
-    ConfigError,
-    FitResult,
-    RunDir,
-    TrainConfig,
-    fit,
-    load_checkpoint,
-    make_optimizer,
-    make_scheduler,
-    opt,
-    parse_args,
-    pick_device,
-    seed_everything,
-)
+from ..config import ConfigError, TrainConfig, opt
 from ..grids import Vocab
-from . import metric
+from ..rundir import RunDir
+from ..trainer import feature_rows, train
+from . import TASK, metric
 from .data import Episode, PanoFeatures, build_vocab, encode_instructions, load_split
 from .env import MAX_STEPS, NavBatch, World, make_batch
 from .graphs import load_graphs
 from .models import Follower
 
-__all__ = ["NavConfig", "main", "predict", "rollout"]
+__all__ = ["Config", "Experiment", "NavConfig", "main", "predict", "prepare", "rollout"]
+
+METRIC = "success_rate"
 
 
 @dataclass
@@ -72,6 +63,9 @@ class NavConfig(TrainConfig):
     batch_size: int = opt(64, "instructions per step")
     warmup_steps: int = opt(0, "linear warm-up steps, then cosine decay to lr_min_ratio * lr")
     grad_clip: float = opt(40.0, "clip the global gradient norm to this (0 = off)")
+
+
+Config = NavConfig
 
 
 def rollout(model: Follower, batch: NavBatch, tokens: torch.Tensor, device: torch.device, *, mode: str,
@@ -125,89 +119,87 @@ EXAMPLES = """\
   clipfeat train nav --features features/r2r-RN50x4.zarr --data DATA/r2r --out runs/nav
   clipfeat train nav --features features/r2r-RN50x4.zarr --data DATA/r2r --out runs/nav \\
                      --set connectivity=DATA/matterport/connectivity     # graphs kept elsewhere
+  clipfeat train nav --list-recipes
   DATA/r2r: R2R_{train,val_seen,val_unseen,test}.json and connectivity/{scan}_connectivity.json"""
 
 
-def main(argv: list[str] | None = None) -> FitResult:
-    args = parse_args(argv, NavConfig, prog="clipfeat train nav", examples=EXAMPLES,
-                      description="Train an R2R follower (EnvDrop-style) on cached 36-view panorama features.")
-    cfg: NavConfig = args.config
+def prepare(cfg: NavConfig, *, resume: Path | None) -> NavConfig:
     if cfg.feedback not in ("sample", "none"):
         raise ConfigError(f"feedback must be sample or none, not {cfg.feedback!r}")
-    run = RunDir.create(cfg.out_dir, "nav", resume=args.resume is not None)
-    device = pick_device(cfg.device)
-    seed_everything(cfg.seed)
+    return cfg
 
-    # -- data ---------------------------------------------------------------------------------
-    train = [e for s in cfg.train_splits for e in load_split(cfg.data, s)]
-    evals = load_split(cfg.data, cfg.eval_split)
-    if any(len(e.path) < 2 for e in evals):
-        raise ConfigError(f"eval_split={cfg.eval_split} has no ground-truth paths; evaluate on val_seen / val_unseen")
-    predicted = {s: load_split(cfg.data, s) for s in cfg.predict_splits}
-    scans = {e.scan for eps in (train, evals, *predicted.values()) for e in eps}
-    graphs = load_graphs(cfg.connectivity or Path(cfg.data) / "connectivity", scans)
-    store = open_store(cfg.features, allow_partial=True)
-    feats = PanoFeatures.from_store(store, scans)
-    try:
-        world = World(graphs, feats, angle_size=cfg.angle_size)
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
-    resume_from = load_checkpoint(run.latest) if args.resume else None
-    vocab = Vocab(resume_from["extra"]["vocab"]) if resume_from else build_vocab(train, cfg.min_word_count)
-    train_tokens = encode_instructions(train, vocab, cfg.max_tokens)
-    eval_tokens = encode_instructions(evals, vocab, cfg.max_tokens)
-    print(f"{'+'.join(cfg.train_splits)}: {len(train)} instructions; {cfg.eval_split}: {len(evals)}; "
-          f"{len(scans)} scans, {len(world.gid)} viewpoints; vocabulary {len(vocab)} words; run folder {run.path}")
-    steps_per_epoch = -(-len(train) // cfg.batch_size)
 
-    def train_batches(epoch: int):
-        order = np.random.default_rng([cfg.seed, epoch]).permutation(len(train))
+class Experiment:
+    """R2R on a store of 36-view panoramas: episodes, the world, the follower, its rollouts."""
+
+    def __init__(self, cfg: NavConfig, *, store: FeatureStore, device: torch.device, resume: dict | None) -> None:
+        self.cfg, self.device = cfg, device
+        self.train = [e for s in cfg.train_splits for e in load_split(cfg.data, s)]
+        self.evals = load_split(cfg.data, cfg.eval_split)
+        if any(len(e.path) < 2 for e in self.evals):
+            raise ConfigError(f"eval_split={cfg.eval_split} has no ground-truth paths; evaluate on val_seen / val_unseen")
+        self.predicted = {s: load_split(cfg.data, s) for s in cfg.predict_splits}
+        scans = {e.scan for eps in (self.train, self.evals, *self.predicted.values()) for e in eps}
+        self.graphs = load_graphs(cfg.connectivity or Path(cfg.data) / "connectivity", scans)
+        self.feats = PanoFeatures.from_store(store, scans)
+        try:
+            self.world = World(self.graphs, self.feats, angle_size=cfg.angle_size)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        self.vocab = Vocab(resume["extra"]["vocab"]) if resume else build_vocab(self.train, cfg.min_word_count)
+        self.train_tokens = encode_instructions(self.train, self.vocab, cfg.max_tokens)
+        self.eval_tokens = encode_instructions(self.evals, self.vocab, cfg.max_tokens)
+        print(f"{'+'.join(cfg.train_splits)}: {len(self.train)} instructions; {cfg.eval_split}: {len(self.evals)}; "
+              f"{len(scans)} scans, {len(self.world.gid)} viewpoints; vocabulary {len(self.vocab)} words")
+        self.steps_per_epoch = -(-len(self.train) // cfg.batch_size)
+        self.split_file = {s: Path(cfg.data) / f"R2R_{s}.json" for s in (cfg.eval_split, *cfg.predict_splits)}
+
+        self.model = Follower(vocab_size=len(self.vocab), feat_dim=self.feats.dim, angle_size=cfg.angle_size,
+                              word_dim=cfg.word_dim, hidden=cfg.hidden, action_dim=cfg.action_dim, dropout=cfg.dropout,
+                              feat_dropout=cfg.feat_dropout).to(device)
+        self.extra = {"vocab": self.vocab.itos}
+        self.title = f"R2R follower on {store.meta.encoder.model}"
+        self.start = None
+
+    def feature_sample(self) -> dict:
+        """Up to 2,048 viewpoints' views [N, 36, D] (cells = views)."""
+        rows = feature_rows(len(self.feats.feats), self.cfg.seed, limit=2048)
+        return {"grid": self.feats.feats[torch.from_numpy(rows)], "mask": None}
+
+    def train_batches(self, epoch: int):
+        cfg = self.cfg
+        order = np.random.default_rng([cfg.seed, epoch]).permutation(len(self.train))
         for s in range(0, len(order), cfg.batch_size):
             yield order[s : s + cfg.batch_size]
 
-    # -- agent --------------------------------------------------------------------------------
-    model = Follower(vocab_size=len(vocab), feat_dim=feats.dim, angle_size=cfg.angle_size, word_dim=cfg.word_dim,
-                     hidden=cfg.hidden, action_dim=cfg.action_dim, dropout=cfg.dropout,
-                     feat_dropout=cfg.feat_dropout).to(device)
-    if resume_from is None:  # feature statistics from up to 2,048 viewpoints
-        rows = np.random.default_rng(cfg.seed).permutation(len(feats.feats))[:2048]
-        model.v_norm.fit(feats.feats[torch.from_numpy(rows)], None)
-    optimizer = make_optimizer(model, cfg)
-    scheduler = make_scheduler(optimizer, cfg, total_steps=cfg.epochs * steps_per_epoch)
-    split_file = {s: Path(cfg.data) / f"R2R_{s}.json" for s in (cfg.eval_split, *cfg.predict_splits)}
-
-    def train_step(idx: np.ndarray) -> dict:
-        tokens = torch.from_numpy(train_tokens[idx])
-        teacher = rollout(model, make_batch(world, train, idx), tokens, device, mode="teacher", labels=True)
+    def train_step(self, idx: np.ndarray) -> dict:
+        cfg, model, world = self.cfg, self.model, self.world
+        tokens = torch.from_numpy(self.train_tokens[idx])
+        teacher = rollout(model, make_batch(world, self.train, idx), tokens, self.device, mode="teacher", labels=True)
         loss, out = cfg.ml_weight * teacher, {"teacher_loss": float(teacher.detach())}
         if cfg.feedback == "sample":
-            sampled = rollout(model, make_batch(world, train, idx), tokens, device, mode="sample", labels=True)
+            sampled = rollout(model, make_batch(world, self.train, idx), tokens, self.device, mode="sample", labels=True)
             loss, out["sample_loss"] = loss + sampled, float(sampled.detach())
         return {"loss": loss, "samples": len(idx), **out}
 
-    def evaluate(epoch: int) -> dict:
-        results = predict(model, world, evals, eval_tokens, device, cfg.batch_size)
-        return metric.evaluate(results, split_file[cfg.eval_split], graphs).to_json()
+    def evaluate(self, epoch: int) -> dict:
+        results = predict(self.model, self.world, self.evals, self.eval_tokens, self.device, self.cfg.batch_size)
+        return metric.evaluate(results, self.split_file[self.cfg.eval_split], self.graphs).to_json()
 
-    result = fit(
-        run=run, cfg=cfg, model=model, optimizer=optimizer, scheduler=scheduler,
-        train_batches=train_batches, steps_per_epoch=steps_per_epoch, train_step=train_step,
-        evaluate=evaluate, metric="success_rate", device=device, resume_from=resume_from,
-        extra={"vocab": vocab.itos}, title=f"R2R follower on {store.meta.encoder.model}",
-    )
+    def predict(self, run: RunDir) -> dict:
+        """Greedy trajectories of every split, scored where the split has ground-truth paths."""
+        cfg = self.cfg
+        scores = {}
+        for split, eps in {cfg.eval_split: self.evals, **self.predicted}.items():
+            tokens = encode_instructions(eps, self.vocab, cfg.max_tokens)
+            results = predict(self.model, self.world, eps, tokens, self.device, cfg.batch_size)
+            run.write_json(run.predictions(split), results)
+            if all(len(e.path) > 1 for e in eps):
+                s = metric.evaluate(results, self.split_file[split], self.graphs)
+                scores[split] = s.to_json()
+                print(f"{split}:\n{metric.format_scores(s)}")
+        return {"scores": scores}
 
-    # -- trajectories of the best checkpoint -------------------------------------------------------
-    model.load_state_dict(load_checkpoint(run.best if run.best.exists() else run.latest)["model"])
-    scores = {}
-    for split, eps in {cfg.eval_split: evals, **predicted}.items():
-        with autocast(device, cfg.amp):  # the precision the logged scores were computed in
-            results = predict(model, world, eps, encode_instructions(eps, vocab, cfg.max_tokens), device, cfg.batch_size)
-        run.write_json(run.predictions(split), results)
-        if all(len(e.path) > 1 for e in eps):
-            s = metric.evaluate(results, split_file[split], graphs)
-            scores[split] = s.to_json()
-            print(f"{split}:\n{metric.format_scores(s)}")
-    summary = {"run": str(run.path), "best_success_rate": result.best, "best_epoch": result.best_epoch,
-               "train_samples_per_s": round(result.samples_per_s, 1), "scores": scores}
-    print(json.dumps(summary))
-    return result
+
+def main(argv: list[str] | None = None):
+    return train(TASK, argv)

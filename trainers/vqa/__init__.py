@@ -1,13 +1,16 @@
 """VQA v2 on cached CLIP grid features: data, BUTD / MCAN models, the official metric, the trainer.
 
     from clipfeat.trainers.vqa import main, evaluate
-    main(["--features", "coco.zarr", "--data", "DATA/vqa", "--set", "model=mcan"])
+    main(["--features", "coco.zarr", "--data", "DATA/vqa", "--recipe", "mcan"])
     evaluate("results.json", "v2_mscoco_val2014_annotations.json").overall
 """
 
+from ..task import Task
 from .metric import VQAScores, evaluate, normalize_answer
 
-__all__ = ["VQAScores", "evaluate", "normalize_answer", "main", "VQAConfig"]
+__all__ = ["TASK", "VQAScores", "evaluate", "normalize_answer", "main", "VQAConfig"]
+
+TASK = Task(name="vqa", summary="VQA v2: BUTD or MCAN on grid features", package=__name__, default_recipe="butd")
 
 
 def __getattr__(name: str):

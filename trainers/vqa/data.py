@@ -25,7 +25,7 @@ import torch
 
 from clipfeat.features import FeatureStore
 
-from ..core import ConfigError
+from ..config import ConfigError
 from ..grids import RowBatches, Vocab, read_grids, store_rows
 from .metric import normalize_answer, soft_score
 
@@ -38,7 +38,9 @@ __all__ = [
     "tokenize",
     "build_question_vocab",
     "build_answer_vocab",
+    "encode_questions",
     "encode_split",
+    "rows_in_store",
     "answer_prior",
     "Batches",
 ]
@@ -111,13 +113,13 @@ class VQASplit:
     """A split encoded against the store and the vocabularies; arrays indexed by sample."""
 
     name: str
-    question_ids: np.ndarray  # [Q] int64
+    question_ids: np.ndarray  # [Q] int64 (VQA), or str objects (GQA's ids keep their leading zeros)
     rows: np.ndarray  # [Q] int64 store row of the question's image
     tokens: np.ndarray  # [Q, max_tokens] int64, PAD = 0
     target_ptr: np.ndarray  # [Q+1] CSR offsets into target_idx / target_score
     target_idx: np.ndarray  # answer indices with a non-zero soft score
     target_score: np.ndarray  # float32 soft scores (0.3, 0.6, 0.9, 1.0)
-    annotations: list[dict] | None  # official annotations of the kept questions (for the metric)
+    annotations: list[dict] | None  # official annotations of the kept questions (for the metric), None without answers
     skipped: int  # questions dropped because their image has no features in the store
 
     def __len__(self) -> int:
@@ -133,24 +135,37 @@ class VQASplit:
         return out
 
 
+def rows_in_store(store: FeatureStore, image_ids: Sequence, *, what: str, strict: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(positions of the samples whose image has features in the store, their store rows).
+    The others are left out (the caller reports the count), or fail with `strict`."""
+    keep, rows = store_rows(store, image_ids)
+    skipped = len(image_ids) - len(keep)
+    if skipped and strict:
+        raise ConfigError(
+            f"{skipped} of {len(image_ids)} {what} have no image features in {store.url}; "
+            "extract those images or drop --strict to skip them"
+        )
+    return keep, rows
+
+
+def encode_questions(texts: Sequence[str], qvocab: Vocab, max_tokens: int) -> np.ndarray:
+    """Question word ids [Q, max_tokens] (PAD = 0, unknown words UNK; longer questions cut)."""
+    tokens = np.zeros((len(texts), max_tokens), dtype=np.int64)
+    unk = qvocab.stoi[UNK]
+    for j, text in enumerate(texts):
+        ids = [qvocab.stoi.get(t, unk) for t in tokenize(text)[:max_tokens]]
+        tokens[j, : len(ids)] = ids
+    return tokens
+
+
 def encode_split(
     raw: RawSplit, store: FeatureStore, qvocab: Vocab, avocab: Vocab, *, max_tokens: int, strict: bool
 ) -> VQASplit:
     """Tokenise, map images to store rows, compute soft targets. Questions whose image is not
     in the store (or failed / not yet extracted) are counted and skipped, or fail with `strict`."""
-    keep, rows = store_rows(store, [q["image_id"] for q in raw.questions])
-    skipped = len(raw.questions) - len(keep)
-    if skipped and strict:
-        raise ConfigError(
-            f"{skipped} of {len(raw.questions)} {raw.name} questions have no image features in {store.url}; "
-            "extract those images or drop --strict to skip them"
-        )
-    tokens = np.zeros((len(keep), max_tokens), dtype=np.int64)
+    keep, rows = rows_in_store(store, [q["image_id"] for q in raw.questions], what=f"{raw.name} questions", strict=strict)
     ptr, tidx, tscore = [0], [], []
-    unk = qvocab.stoi[UNK]
-    for j, i in enumerate(keep):
-        ids = [qvocab.stoi.get(t, unk) for t in tokenize(raw.questions[i]["question"])[:max_tokens]]
-        tokens[j, : len(ids)] = ids
+    for i in keep:
         if raw.annotations is not None:
             counts = Counter(normalize_answer(a["answer"]) for a in raw.annotations[i]["answers"])
             for ans, c in counts.items():
@@ -162,12 +177,12 @@ def encode_split(
         name=raw.name,
         question_ids=np.array([raw.questions[i]["question_id"] for i in keep], dtype=np.int64),
         rows=rows,
-        tokens=tokens,
+        tokens=encode_questions([raw.questions[i]["question"] for i in keep], qvocab, max_tokens),
         target_ptr=np.array(ptr, dtype=np.int64),
         target_idx=np.array(tidx, dtype=np.int64),
         target_score=np.array(tscore, dtype=np.float32),
         annotations=None if raw.annotations is None else [raw.annotations[i] for i in keep],
-        skipped=skipped,
+        skipped=len(raw.questions) - len(keep),
     )
 
 

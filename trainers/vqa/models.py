@@ -13,13 +13,38 @@ grid cells of CLIP's visual encoder, the VQA model is otherwise unchanged.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import ConfigError, opt
 from ..grids import FeatureNorm
 
-__all__ = ["BUTD", "MCAN", "FeatureNorm", "build_model"]
+__all__ = ["BUTD", "BUTDConfig", "MCAN", "MCANConfig", "FeatureNorm", "MODELS", "build_model"]
+
+
+@dataclass
+class BUTDConfig:
+    """`butd.*` config keys."""
+
+    word_dim: int = opt(300, "word embedding size")
+    hidden: int = opt(1024, "GRU, attention and fusion size")
+    dropout: float = opt(0.1, "dropout on the attention's joint features")
+    classifier_dropout: float = opt(0.5, "dropout before the answer classifier")
+
+
+@dataclass
+class MCANConfig:
+    """`mcan.*` config keys (MCAN-small's sizes by default)."""
+
+    word_dim: int = opt(300, "word embedding size")
+    d_model: int = opt(512, "transformer width")
+    layers: int = opt(6, "encoder and decoder depth")
+    heads: int = opt(8, "attention heads")
+    ff_dim: int = opt(2048, "feed-forward size")
+    dropout: float = opt(0.1, "dropout in attention, feed-forward and residual branches")
 
 
 def _masked_softmax(logits: torch.Tensor, mask: torch.Tensor | None, dim: int = 1) -> torch.Tensor:
@@ -178,13 +203,18 @@ class MCAN(nn.Module):
         return self.classifier(fused)  # [B, A]
 
 
-def build_model(cfg, *, vocab_size: int, num_answers: int, channels: int) -> nn.Module:
-    """The model named by `cfg.model` with the sizes in `cfg` (a VQAConfig)."""
-    common = dict(vocab_size=vocab_size, num_answers=num_answers, channels=channels, word_dim=cfg.word_dim, use_pos=cfg.use_pos)
-    if cfg.model == "butd":
-        return BUTD(**common, hidden=cfg.hidden, dropout=cfg.dropout, classifier_dropout=cfg.classifier_dropout)
-    if cfg.model == "mcan":
-        return MCAN(**common, d_model=cfg.d_model, layers=cfg.layers, heads=cfg.heads, ff_dim=cfg.ff_dim, dropout=cfg.dropout)
-    from ..core import ConfigError
+MODELS = ("butd", "mcan")  # each has its config section of the same name in VQA-style task configs
 
+
+def build_model(cfg, *, vocab_size: int, num_answers: int, channels: int) -> nn.Module:
+    """The model named by `cfg.model`, sized by its section (`cfg.butd` or `cfg.mcan`) of a
+    VQA-style config (VQA, GQA)."""
+    sizes = dict(vocab_size=vocab_size, num_answers=num_answers, channels=channels, use_pos=cfg.use_pos)
+    if cfg.model == "butd":
+        m = cfg.butd
+        return BUTD(**sizes, word_dim=m.word_dim, hidden=m.hidden, dropout=m.dropout, classifier_dropout=m.classifier_dropout)
+    if cfg.model == "mcan":
+        m = cfg.mcan
+        return MCAN(**sizes, word_dim=m.word_dim, d_model=m.d_model, layers=m.layers, heads=m.heads, ff_dim=m.ff_dim,
+                    dropout=m.dropout)
     raise ConfigError(f"model={cfg.model!r} is not a VQA model; use --set model=butd or model=mcan")

@@ -1,49 +1,36 @@
 """`clipfeat train vqa`: a VQA v2 model trained on cached CLIP grid features.
 
     clipfeat train vqa --features features/coco-RN50x4.zarr --data DATA/vqa
-    clipfeat train vqa ... --set model=mcan epochs=13 --out runs/mcan
+    clipfeat train vqa ... --recipe mcan --set epochs=13 --out runs/mcan
     clipfeat train vqa --resume runs/mcan            # continue after a crash or with more epochs
 
-Read top to bottom: config → data (vocabularies from the training split, soft targets,
-questions mapped to store rows) → model → loss → evaluation with the official metric → the
-shared loop (`trainers.core.fit`) → predictions of the best checkpoint in the official
-results format `[{"question_id": int, "answer": str}]`.
+Read top to bottom: config → loss → forward and predictions → the experiment (data:
+vocabularies from the training split, soft targets, questions mapped to store rows; the
+answer-prior baseline; the model; the step; evaluation with the official metric; predictions
+of the best checkpoint in the official results format `[{"question_id": int, "answer": str}]`).
+The loop, checkpoints and resume are `trainers.trainer.train`'s.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-from clipfeat.features import open_store
+from clipfeat.features import FeatureStore
 
-from ..core import (
-    autocast,
-    ConfigError,
-    FitResult,
-    RunDir,
-    TrainConfig,
-    fit,
-    load_checkpoint,
-    make_optimizer,
-    make_scheduler,
-    opt,
-    parse_args,
-    pick_device,
-    seed_everything,
-)
-from . import metric
+from ..config import ConfigError, TrainConfig, opt
+from ..grids import require_grids
+from ..rundir import RunDir
+from ..trainer import feature_rows, train
+from . import TASK, metric
 from .data import Batches, RawSplit, Vocab, answer_prior, build_answer_vocab, build_question_vocab, encode_split, load_split
-from .models import build_model
+from .models import BUTDConfig, MCANConfig, build_model
 
-__all__ = ["VQAConfig", "forward", "main", "predict", "vqa_loss"]
+__all__ = ["Config", "Experiment", "VQAConfig", "forward", "main", "predict", "vqa_loss"]
 
-DEFAULT_LR = {"butd": 2e-3, "mcan": 1e-4}
+METRIC = "accuracy"
 
 
 @dataclass
@@ -55,21 +42,18 @@ class VQAConfig(TrainConfig):
     min_answer_count: int = opt(9, "keep answers given for at least this many training questions")
     max_tokens: int = opt(14, "question length in tokens (longer ones are cut)")
     buffer_shards: int = opt(4, "store shards mixed together when shuffling (read locality vs. randomness)")
-    # model
+    # model: the name picks the section its sizes come from
     model: str = opt("butd", "butd (GRU + top-down attention) or mcan (MCAN-small encoder-decoder)")
-    word_dim: int = opt(300, "word embedding size")
-    hidden: int = opt(1024, "butd: GRU and fusion size")
-    d_model: int = opt(512, "mcan: transformer width")
-    layers: int = opt(6, "mcan: encoder and decoder depth")
-    heads: int = opt(8, "mcan: attention heads")
-    ff_dim: int = opt(2048, "mcan: feed-forward size")
-    dropout: float = opt(0.1, "dropout in attention (both) and transformer blocks (mcan)")
-    classifier_dropout: float = opt(0.5, "butd: dropout before the answer classifier")
     use_pos: bool = opt(True, "append each grid cell's box (x0, y0, x1, y1) to its feature")
-    # optimisation (overrides of the shared defaults)
-    lr: float = opt(0.0, "peak learning rate; 0 = the model's default (butd 2e-3, mcan 1e-4)")
+    butd: BUTDConfig = opt(BUTDConfig(), "BUTD's sizes (model=butd)")
+    mcan: MCANConfig = opt(MCANConfig(), "MCAN's sizes (model=mcan)")
+    # optimisation (overrides of the shared defaults; the recipes set them)
+    lr: float = opt(2e-3, "peak learning rate (AdamW)")
     epochs: int = opt(13, "passes over the training questions")
     batch_size: int = opt(256, "questions per step")
+
+
+Config = VQAConfig
 
 
 def vqa_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -90,18 +74,17 @@ def forward(model, batch: dict, device: torch.device) -> torch.Tensor:
 
 
 @torch.no_grad()
-def predict(model, batches: Batches, answers: list[str], device: torch.device) -> list[dict]:
-    """Official results format, one entry per question of the split, in split order.
-    `answers`: the output string of each answer class."""
+def predict(model, batches: Batches, answers: list[str], device: torch.device, *, id_key: str = "question_id",
+            answer_key: str = "answer") -> list[dict]:
+    """Results in the official format, one entry per question of the split, in split order:
+    [{id_key: question id, answer_key: answer string}]. `answers`: the output string of each class."""
     model.eval()
     out = []
-    qids = batches.split.question_ids
+    qids = batches.split.question_ids.tolist()  # Python ints (VQA) or strings (GQA)
     for batch in batches():
         best = forward(model, batch, device).argmax(-1).cpu().numpy()
-        out += [{"question_id": int(qids[i]), "answer": answers[a]} for i, a in zip(batch["idx"].numpy(), best)]
+        out += [{id_key: qids[i], answer_key: answers[a]} for i, a in zip(batch["idx"].numpy(), best)]
     return out
-
-
 
 
 def _merge(raws: list[RawSplit]) -> RawSplit:
@@ -114,88 +97,99 @@ def _merge(raws: list[RawSplit]) -> RawSplit:
 # `clipfeat train vqa --help` shows these above the config keys
 EXAMPLES = """\
   clipfeat train vqa --features features/coco-RN50x4.zarr --data DATA/vqa --out runs/vqa     # BUTD
-  clipfeat train vqa --features features/coco-RN50x4.zarr --data DATA/vqa --out runs/vqa-mcan --set model=mcan
+  clipfeat train vqa --features features/coco-RN50x4.zarr --data DATA/vqa --out runs/vqa-mcan --recipe mcan
   clipfeat train vqa --resume runs/vqa --set epochs=20     # continue a run, or extend a finished one
+  clipfeat train vqa --list-recipes
   DATA/vqa: v2_OpenEnded_mscoco_{split}_questions.json and v2_mscoco_{split}_annotations.json"""
 
 
-def main(argv: list[str] | None = None) -> FitResult:
-    args = parse_args(argv, VQAConfig, prog="clipfeat train vqa", examples=EXAMPLES,
-                      description="Train a VQA v2 model (BUTD or MCAN) on cached CLIP grid features.")
-    cfg: VQAConfig = args.config
-    cfg = dataclasses.replace(cfg, lr=cfg.lr or DEFAULT_LR.get(cfg.model, 1e-3))
-    run = RunDir.create(cfg.out_dir, "vqa", resume=args.resume is not None)
-    device = pick_device(cfg.device)
-    seed_everything(cfg.seed)
+class Experiment:
+    """VQA v2 on a store of per-image grids: data, the model, its step and evaluation.
 
-    # -- data ---------------------------------------------------------------------------------
-    store = open_store(cfg.features, allow_partial=True)  # partial: train on what is extracted so far
-    layout = store.meta.layout
-    if layout.grid_channels is None or layout.views:
-        raise ConfigError(f"{cfg.features} has no per-image grid features; extract a COCO store with grids")
-    train_raw = _merge([load_split(cfg.data, s) for s in cfg.train_splits])
-    eval_raw = load_split(cfg.data, cfg.eval_split)
-    if eval_raw.annotations is None:
-        raise ConfigError(f"eval_split={cfg.eval_split} has no annotations file; evaluate on val2014, predict test splits")
-    resume_from = load_checkpoint(run.latest) if args.resume else None
-    if resume_from is not None:  # the vocabularies the checkpoint's output layer was built for
-        extra = resume_from["extra"]
-        qvocab, avocab, surface = Vocab(extra["question_vocab"]), Vocab(extra["answer_vocab"]), extra["answer_surface"]
-    else:
-        qvocab = build_question_vocab(train_raw.questions)
-        avocab, surface = build_answer_vocab(train_raw.annotations, cfg.min_answer_count)
-    train = encode_split(train_raw, store, qvocab, avocab, max_tokens=cfg.max_tokens, strict=cfg.strict)
-    evals = encode_split(eval_raw, store, qvocab, avocab, max_tokens=cfg.max_tokens, strict=cfg.strict)
-    for sp, raw in ((train, train_raw), (evals, eval_raw)):
+    GQA's experiment subclasses this one and replaces the data hooks (`load_splits`,
+    `vocabularies`, `encode`, `prior_baseline`) and the scoring (`evaluate`, `predict`)."""
+
+    name = "VQA"
+
+    def __init__(self, cfg: VQAConfig, *, store: FeatureStore, device: torch.device, resume: dict | None) -> None:
+        self.cfg, self.store, self.device = cfg, store, device
+        channels = require_grids(store)
+        train_raw, eval_raw = self.load_splits()
+        if resume is not None:  # the vocabularies the checkpoint's output layer was built for
+            extra = resume["extra"]
+            self.qvocab, self.avocab = Vocab(extra["question_vocab"]), Vocab(extra["answer_vocab"])
+            self.surface = extra["answer_surface"]
+        else:
+            self.qvocab, self.avocab, self.surface = self.vocabularies(train_raw)
+        self.train, self.evals = self.encode(train_raw), self.encode(eval_raw)
+        if not len(self.train) or not len(self.evals):
+            raise ConfigError(f"no questions of {cfg.train_splits} / {cfg.eval_split} have images in {cfg.features}")
+        print(f"vocabularies: {len(self.qvocab)} words, {len(self.avocab)} answers")
+        self.train_batches = self.batches(self.train, shuffle=True)
+        self.eval_batches = self.batches(self.evals, shuffle=False)
+        self.steps_per_epoch = len(self.train_batches)
+        self.baseline = self.prior_baseline(train_raw)
+
+        self.model = build_model(cfg, vocab_size=len(self.qvocab), num_answers=len(self.avocab), channels=channels).to(device)
+        self.extra = {"question_vocab": self.qvocab.itos, "answer_vocab": self.avocab.itos, "answer_surface": self.surface}
+        self.title = f"{self.name} {cfg.model} on {store.meta.encoder.model}"
+        self.start = None
+
+    # -- data hooks ---------------------------------------------------------------------------------
+
+    def load_splits(self) -> tuple[RawSplit, RawSplit]:
+        cfg = self.cfg
+        train_raw = _merge([load_split(cfg.data, s) for s in cfg.train_splits])
+        eval_raw = load_split(cfg.data, cfg.eval_split)
+        if eval_raw.annotations is None:
+            raise ConfigError(f"eval_split={cfg.eval_split} has no annotations file; evaluate on val2014, predict test splits")
+        return train_raw, eval_raw
+
+    def vocabularies(self, train_raw: RawSplit) -> tuple[Vocab, Vocab, list[str]]:
+        """(question words, answer classes, the output string of each answer class)."""
+        return (build_question_vocab(train_raw.questions), *build_answer_vocab(train_raw.annotations, self.cfg.min_answer_count))
+
+    def encode(self, raw: RawSplit):
+        cfg = self.cfg
+        sp = encode_split(raw, self.store, self.qvocab, self.avocab, max_tokens=cfg.max_tokens, strict=cfg.strict)
         note = f" ({sp.skipped} skipped: image not in the store)" if sp.skipped else ""
         print(f"{sp.name}: {len(sp)} of {len(raw.questions)} questions{note}")
-    if not len(train) or not len(evals):
-        raise ConfigError(f"no questions of {cfg.train_splits} / {cfg.eval_split} have images in {cfg.features}")
-    print(f"vocabularies: {len(qvocab)} words, {len(avocab)} answers; run folder {run.path}")
-    train_batches = Batches(train, store, batch_size=cfg.batch_size, num_answers=len(avocab), shuffle=True,
-                            seed=cfg.seed, buffer_shards=cfg.buffer_shards)
-    eval_batches = Batches(evals, store, batch_size=cfg.batch_size, num_answers=len(avocab), shuffle=False)
+        return sp
 
-    # The answer-prior baseline (most common training answer per question type): the floor
-    # any model that looks at the image must clear.
-    gt = metric.load_annotations({"annotations": evals.annotations})  # prepared once, scored every epoch
-    prior = answer_prior(train_raw)
-    baseline = metric.evaluate([{"question_id": int(q), "answer": prior.get(a["question_type"], "yes")}
-                                for q, a in zip(evals.question_ids, evals.annotations)], gt).overall
+    def prior_baseline(self, train_raw: RawSplit) -> float:
+        """The answer-prior baseline (most common training answer per question type): the floor
+        any model that looks at the image must clear."""
+        self.gt = metric.load_annotations({"annotations": self.evals.annotations})  # prepared once, scored every epoch
+        prior = answer_prior(train_raw)
+        return metric.evaluate([{"question_id": int(q), "answer": prior.get(a["question_type"], "yes")}
+                                for q, a in zip(self.evals.question_ids, self.evals.annotations)], self.gt).overall
 
-    # -- model --------------------------------------------------------------------------------
-    model = build_model(cfg, vocab_size=len(qvocab), num_answers=len(avocab), channels=layout.grid_channels).to(device)
-    if resume_from is None:  # feature statistics from up to 1,024 training questions' images
-        sample = train_batches.load(np.sort(np.random.default_rng(cfg.seed).permutation(len(train))[:1024]))
-        model.v_norm.fit(sample["grid"], sample["mask"])
-    optimizer = make_optimizer(model, cfg)
-    scheduler = make_scheduler(optimizer, cfg, total_steps=cfg.epochs * len(train_batches))
+    # -- what the trainer calls ---------------------------------------------------------------------
 
-    def train_step(batch: dict) -> dict:
-        logits = forward(model, batch, device)
-        return {"loss": vqa_loss(logits, batch["targets"].to(device)), "samples": len(logits)}
+    def batches(self, split, *, shuffle: bool) -> Batches:
+        cfg = self.cfg
+        return Batches(split, self.store, batch_size=cfg.batch_size, num_answers=len(self.avocab), shuffle=shuffle,
+                       seed=cfg.seed, buffer_shards=cfg.buffer_shards)
 
-    def evaluate(epoch: int) -> dict:
-        scores = metric.evaluate(predict(model, eval_batches, surface, device), gt)
+    def feature_sample(self) -> dict:
+        return self.train_batches.load(feature_rows(len(self.train), self.cfg.seed))
+
+    def train_step(self, batch: dict) -> dict:
+        logits = forward(self.model, batch, self.device)
+        return {"loss": vqa_loss(logits, batch["targets"].to(self.device)), "samples": len(logits)}
+
+    def evaluate(self, epoch: int) -> dict:
+        scores = metric.evaluate(predict(self.model, self.eval_batches, self.surface, self.device), self.gt)
         per_type = {f"acc_{t}": v for t, v in scores.per_answer_type.items()}
-        return {"accuracy": scores.overall, **per_type, "baseline": baseline}
+        return {"accuracy": scores.overall, **per_type, "baseline": self.baseline}
 
-    result = fit(
-        run=run, cfg=cfg, model=model, optimizer=optimizer, scheduler=scheduler,
-        train_batches=train_batches, steps_per_epoch=len(train_batches), train_step=train_step,
-        evaluate=evaluate, metric="accuracy", device=device, resume_from=resume_from,
-        extra={"question_vocab": qvocab.itos, "answer_vocab": avocab.itos, "answer_surface": surface}, title=f"VQA {cfg.model} on {store.meta.encoder.model}",
-    )
+    def predict(self, run: RunDir) -> dict:
+        run.write_json(run.predictions(self.cfg.eval_split), predict(self.model, self.eval_batches, self.surface, self.device))
+        for split in self.cfg.predict_splits:
+            batches = self.batches(self.encode(load_split(self.cfg.data, split)), shuffle=False)
+            run.write_json(run.predictions(split), predict(self.model, batches, self.surface, self.device))
+        return {"baseline_accuracy": self.baseline}
 
-    # -- predictions of the best checkpoint -----------------------------------------------------
-    model.load_state_dict(load_checkpoint(run.best if run.best.exists() else run.latest)["model"])
-    with autocast(device, cfg.amp):  # the precision the logged scores were computed in
-        run.write_json(run.predictions(cfg.eval_split), predict(model, eval_batches, surface, device))
-        for split in cfg.predict_splits:
-            sp = encode_split(load_split(cfg.data, split), store, qvocab, avocab, max_tokens=cfg.max_tokens, strict=cfg.strict)
-            batches = Batches(sp, store, batch_size=cfg.batch_size, num_answers=len(avocab), shuffle=False)
-            run.write_json(run.predictions(split), predict(model, batches, surface, device))
-    summary = {"run": str(run.path), "best_accuracy": result.best, "best_epoch": result.best_epoch,
-               "baseline_accuracy": baseline, "train_samples_per_s": round(result.samples_per_s, 1)}
-    print(json.dumps(summary))
-    return result
+
+def main(argv: list[str] | None = None):
+    return train(TASK, argv)
