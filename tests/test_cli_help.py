@@ -1,6 +1,6 @@
 """Every command's --help shows an example invocation a newcomer can copy.
 
-Walks the click tree of `clipfeat.pipeline.cli.cli`; `train vqa|caption|nav` are click
+Walks the click tree of `clipfeat.pipeline.cli.cli`; `train TASK` (one per registered task) are click
 pass-through commands whose --help is the trainer's argparse help. An example is a line that
 starts with `clipfeat <the command's path> ` (after `Example:` at most), and every --flag it
 uses must be one the command accepts, so a stale example fails too.
@@ -15,6 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from clipfeat.pipeline.cli import cli
+from clipfeat.trainers.task import TASKS
 
 
 def _commands(group: click.Group, path: tuple[str, ...] = ()):
@@ -27,7 +28,7 @@ def _commands(group: click.Group, path: tuple[str, ...] = ()):
 COMMANDS = dict(_commands(cli))
 LEAVES = [p for p, c in COMMANDS.items() if not isinstance(c, click.Group)]
 GROUPS = [()] + [p for p, c in COMMANDS.items() if isinstance(c, click.Group)]
-PASS_THROUGH = {("train", "vqa"), ("train", "caption"), ("train", "nav")}  # argparse behind click
+PASS_THROUGH = {("train", name) for name in TASKS}  # argparse behind click
 
 
 def _examples(text: str, path: tuple[str, ...]) -> list[str]:
