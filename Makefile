@@ -25,7 +25,7 @@ test: venv
 # (random RN50 weights offline; `make demo PRETRAINED=openai` with internet for real ones),
 # info + verify, train and score VQA, captioning and navigation, print a summary.
 demo: venv
-	$(PY) -m clipfeat.pipeline.demo --dir demo
+	$(PY) -m clipfeat.apps.demo --dir demo
 
 bench-extract: venv
 	$(PY) benchmarks/extract.py

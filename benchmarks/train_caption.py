@@ -56,7 +56,7 @@ def setup(root: str, images: int, batch_size: int):
 
 def timed(batches_iter, step, steps: int) -> float:
     """Images/s over `steps` batches after one warm-up batch (the loader reads ahead in a thread)."""
-    from clipfeat.trainers.core import Prefetcher
+    from clipfeat.trainers.prefetch import Prefetcher
 
     t0, n = None, 0
     for i, batch in enumerate(Prefetcher(batches_iter, 4)):
@@ -94,7 +94,7 @@ def main(argv=None) -> dict:
     from clipfeat.trainers.caption.decoding import sample, strip
     from clipfeat.trainers.caption.models import build_model
     from clipfeat.trainers.caption.train import CaptionConfig, cider_candidates, decode_split, encode_batch, scst_loss, xe_loss
-    from clipfeat.trainers.core import make_optimizer
+    from clipfeat.trainers.optim import make_optimizer
 
     torch.set_num_threads(os.cpu_count() or 1)
     dev = torch.device("cpu")

@@ -46,7 +46,7 @@ def main(argv=None) -> dict:
     import numpy as np
     import torch
 
-    from clipfeat.trainers.core import make_optimizer
+    from clipfeat.trainers.optim import make_optimizer
     from clipfeat.trainers.nav.data import PanoFeatures, build_vocab, encode_instructions, load_split
     from clipfeat.trainers.nav.env import World, make_batch
     from clipfeat.trainers.nav.graphs import load_graphs

@@ -141,7 +141,8 @@ def rate(feeds: Feeds, model, optimizer, batches, produce, *, prefetch: int = 4,
     under, None for float32."""
     import torch
 
-    from clipfeat.trainers.core import Prefetcher, autocast
+    from clipfeat.trainers.device import autocast
+    from clipfeat.trainers.prefetch import Prefetcher
     from clipfeat.trainers.vqa.train import forward, vqa_loss
 
     dev = torch.device("cpu")
@@ -168,7 +169,7 @@ def flops_per_sample(feeds: Feeds, model, optimizer, idx, dtype=None) -> tuple[f
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from clipfeat.trainers.core import autocast
+    from clipfeat.trainers.device import autocast
     from clipfeat.trainers.vqa.train import forward, vqa_loss
 
     dev = torch.device("cpu")
@@ -202,8 +203,9 @@ def main(argv=None) -> dict:
 
     import torch
 
-    from clipfeat.trainers.core import autocast_dtype, make_optimizer
-    from clipfeat.trainers.vqa.models import build_model
+    from clipfeat.trainers.device import autocast_dtype
+    from clipfeat.trainers.optim import make_optimizer
+    from clipfeat.trainers.vqa.models import BUTDConfig, build_model
     from clipfeat.trainers.vqa.train import VQAConfig
 
     torch.set_num_threads(os.cpu_count() or 1)
@@ -217,7 +219,7 @@ def main(argv=None) -> dict:
         results: dict[str, dict[str, list[float]]] = {}
         flops: dict[str, tuple[float, float]] = {}  # model -> (step, online encoder) per question
         for hidden in (1024, 256):
-            cfg = VQAConfig(hidden=hidden, min_answer_count=1)
+            cfg = VQAConfig(butd=BUTDConfig(hidden=hidden), min_answer_count=1)
             torch.manual_seed(0)
             model = build_model(cfg, vocab_size=len(feeds.qvocab), num_answers=len(feeds.avocab),
                                 channels=feeds.store.meta.layout.grid_channels).train()

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 def test_demo_runs_every_stage_and_resumes(ray_local, tiny_models, tmp_path, capsys):
     from clipfeat.features import open_store
     from clipfeat.features.verify import verify_store
-    from clipfeat.pipeline.demo import main
+    from clipfeat.apps.demo import main
 
     spec = tiny_models["tinyvit"]
     argv = ["--dir", str(tmp_path / "demo"), "--model", spec.model, "--model-config", spec.model_config,

@@ -1,6 +1,6 @@
 """`make demo`: the whole of clipfeat on built-in synthetic data, in a few minutes on a laptop.
 
-    python -m clipfeat.pipeline.demo [--dir demo] [--model RN50] [--pretrained openai] [--quick]
+    python -m clipfeat.apps.demo [--dir demo] [--model RN50] [--pretrained openai] [--quick]
 
 1. Writes three small datasets in their real on-disk layouts under DIR/data: COCO 2014 (images
    of coloured shapes, captions, VQA v2 questions), Visual Genome (`image_data.json`,
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     d = Path(args.dir)
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a local Ray for this process only: no token to set up
 
-    from .cli import cli
+    from clipfeat.pipeline.cli import cli
 
     data = write_data(d / "data", q)
     weights = _weights(args, d)
@@ -131,7 +131,7 @@ def paint_skyboxes(root: str, sights: dict, *, face_size: int = 256) -> None:
     from matplotlib import colormaps
     from PIL import Image
 
-    from .panorama import render_skybox
+    from clipfeat.pipeline.panorama import render_skybox
 
     # the 10 most distinct colours first, then 40 more: [50, 3]
     colours = (255 * np.concatenate([colormaps[m].colors for m in ("tab10", "tab20b", "tab20")])).astype(np.uint8)
