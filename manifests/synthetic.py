@@ -1,4 +1,4 @@
-"""A small synthetic dataset in the real COCO and Visual Genome on-disk layouts.
+"""A small synthetic dataset in the real COCO, Visual Genome, R2R and Flickr30k on-disk layouts.
 
 Each image is a few simple coloured shapes on a plain background; the captions and VQA-style
 questions describe exactly what was drawn, so a trainer can learn something real from
@@ -13,9 +13,12 @@ Files written (the datasets' own names and JSON schemas):
          root/v2_OpenEnded_mscoco_{split}_questions.json           (VQA v2 questions)
          root/v2_mscoco_{split}_annotations.json                   (VQA v2 annotations)
     VG   root/image_data.json, root/VG_100K/{id}.jpg, root/VG_100K_2/{id}.jpg
+    GQA  (with make_vg's `gqa=DIR`) DIR/{train,val,testdev}_balanced_questions.json about the VG images
     R2R  root/connectivity/{scan}_connectivity.json (poses rotated about z, a non-included
          viewpoint), root/v1/scans/{scan}/matterport_skybox_images/{vp}_skybox{0..5}_sami.jpg
          (one viewpoint per scan as the simulator's {vp}_skybox_small.jpg strip instead)
+    Flickr30k root/flickr30k-images/{id}.jpg, root/dataset_flickr30k.json (Karpathy's format and
+         splits: train, val, test; five captions an image, written like Flickr30k's)
 
 Sizes and JPEG modes vary like the real sets (landscape/portrait, greyscale and CMYK files, an
 EXIF-rotated one), so decoding is exercised the way real data exercises it.
@@ -28,7 +31,8 @@ import os
 import random
 from dataclasses import dataclass, field
 
-__all__ = ["COLORS", "SHAPES", "Scene", "make_coco", "make_matterport", "make_vg", "draw_scene", "random_scene"]
+__all__ = ["COLORS", "SHAPES", "Scene", "make_coco", "make_flickr30k", "make_matterport", "make_vg", "draw_scene",
+           "random_scene", "write_gqa"]
 
 COLORS = {
     "red": (220, 40, 40),
@@ -166,7 +170,7 @@ def make_coco(
             sentences = []
             for c in scene.captions():
                 captions.append({"id": ann_id, "image_id": image_id, "caption": c})
-                sentences.append({"raw": c, "tokens": c.replace(",", "").replace(":", "").split(),
+                sentences.append({"raw": c, "tokens": _tokens(c),
                                   "imgid": len(karpathy), "sentid": ann_id})
                 ann_id += 1
             karpathy.append({"filepath": split, "filename": name, "imgid": len(karpathy), "cocoid": image_id,
@@ -191,6 +195,11 @@ def make_coco(
         })
     _dump(os.path.join(root, "dataset_coco.json"), {"dataset": "coco", "images": karpathy})
     return out
+
+
+def _tokens(caption: str) -> list[str]:
+    """Karpathy's tokens of a caption: lowercased words, punctuation dropped."""
+    return caption.lower().replace(",", "").replace(":", "").replace(".", "").split()
 
 
 def _karpathy_split(folder: str, i: int) -> str:
@@ -223,18 +232,21 @@ def _dissent(answer: str, answer_type: str, rng: random.Random) -> str:
     return rng.choice([c for c in COLORS if c != answer] + [f"{answer}ish", answer.upper()])
 
 
-def make_vg(root: str | os.PathLike, *, count: int = 24, seed: int = 1, sizes: tuple[tuple[int, int], ...] = SIZES) -> list[int]:
-    """Write a Visual Genome layout under `root` (image_data.json + VG_100K{,_2}/); returns ids."""
+def make_vg(root: str | os.PathLike, *, count: int = 24, seed: int = 1, sizes: tuple[tuple[int, int], ...] = SIZES,
+            gqa: str | os.PathLike | None = None) -> list[int]:
+    """Write a Visual Genome layout under `root` (image_data.json + VG_100K{,_2}/); returns ids.
+    gqa: also write GQA's balanced question files about these images into that folder."""
     root = os.fspath(root)
     rng = random.Random(seed)
-    entries, ids = [], []
+    entries, ids, scenes = [], [], {}
     for part in ("VG_100K", "VG_100K_2"):
         os.makedirs(os.path.join(root, part), exist_ok=True)
     for i in range(count):
         image_id = i + 1 if i < count // 2 else 2_300_000 + i  # VG's two id ranges
         part = "VG_100K_2" if i % 3 == 0 else "VG_100K"
         w, h = sizes[rng.randrange(len(sizes))]
-        _save_jpeg(draw_scene(random_scene(rng, w, h)), os.path.join(root, part, f"{image_id}.jpg"), _variant(i))
+        scenes[image_id] = random_scene(rng, w, h)
+        _save_jpeg(draw_scene(scenes[image_id]), os.path.join(root, part, f"{image_id}.jpg"), _variant(i))
         entries.append({
             "width": w, "height": h, "image_id": image_id, "flickr_id": None,
             "url": f"https://cs.stanford.edu/people/rak248/{part}/{image_id}.jpg",
@@ -242,7 +254,44 @@ def make_vg(root: str | os.PathLike, *, count: int = 24, seed: int = 1, sizes: t
         })
         ids.append(image_id)
     _dump(os.path.join(root, "image_data.json"), entries)
+    if gqa is not None:
+        write_gqa(gqa, scenes, seed=seed + 3)
     return ids
+
+
+def make_flickr30k(root: str | os.PathLike, *, n_images: int = 36, seed: int = 3,
+                   sizes: tuple[tuple[int, int], ...] = SIZES) -> dict[str, list[int]]:
+    """Write a Flickr30k layout under `root`; returns Karpathy split -> image ids.
+
+    Ids are sparse and of mixed length, like Flickr's (36979, 1000092795); one image in six is
+    val, one in six test, the rest train. Captions are written as Flickr30k's are ("A red
+    circle and a blue square on a plain background."); their Karpathy tokens are lowercased
+    words without punctuation.
+    """
+    root = os.fspath(root)
+    rng = random.Random(seed)
+    os.makedirs(os.path.join(root, "flickr30k-images"), exist_ok=True)
+    ids: dict[int, None] = {}  # in the file's order, which is not the ids' order
+    while len(ids) < n_images:
+        ids[int(10 ** rng.uniform(4.5, 10))] = None  # 5 to 10 digits
+    out: dict[str, list[int]] = {"train": [], "val": [], "test": []}
+    images, sentid = [], 0
+    for i, image_id in enumerate(ids):
+        w, h = sizes[rng.randrange(len(sizes))]
+        scene = random_scene(rng, w, h)
+        name = f"{image_id}.jpg"
+        _save_jpeg(draw_scene(scene), os.path.join(root, "flickr30k-images", name), _variant(i))
+        split = {4: "val", 5: "test"}.get(i % 6, "train")
+        sentences = []
+        for c in scene.captions():
+            raw = c[0].upper() + c[1:] + "."
+            sentences.append({"tokens": _tokens(raw), "raw": raw, "imgid": i, "sentid": sentid})
+            sentid += 1
+        images.append({"filename": name, "imgid": i, "sentids": [s["sentid"] for s in sentences], "split": split,
+                       "sentences": sentences})
+        out[split].append(image_id)
+    _dump(os.path.join(root, "dataset_flickr30k.json"), {"images": images, "dataset": "flickr30k"})
+    return out
 
 
 def make_matterport(root: str | os.PathLike, *, scans: int = 2, viewpoints: int = 4, face_size: int = 64,
@@ -302,3 +351,47 @@ def make_matterport(root: str | os.PathLike, *, scans: int = 2, viewpoints: int 
 def _dump(path: str, obj) -> None:
     with open(path, "w") as f:
         json.dump(obj, f)
+
+
+# GQA question types of the synthetic questions, by their VQA answer type and wording:
+# (structural, semantic, detailed), as GQA's `types` field names them.
+_GQA_TYPES = {"color": ("query", "attr", "color"), "number": ("query", "obj", "count"),
+              "yes/no": ("verify", "obj", "exist"), "choose": ("choose", "attr", "chooseAttr")}
+
+
+def write_gqa(out: str | os.PathLike, scenes: dict[int, Scene], *, seed: int = 4) -> dict[str, list[str]]:
+    """Write GQA's balanced question files for Visual Genome images `scenes` (image id -> the
+    scene drawn) into `out`: {train,val,testdev}_balanced_questions.json, an image's questions
+    in one split (two thirds train, a sixth each val and testdev); returns split -> question ids.
+
+    Records carry GQA's fields (imageId as a string, question, answer, fullAnswer, types
+    {structural, semantic, detailed}, isBalanced, groups, equivalent, entailed, semantic,
+    annotations); ids are GQA-like strings with leading zeros. Besides the VQA-style questions of
+    the scene, each image gets a "choose" question ("Is the circle red or blue?": binary in
+    GQA's metric though its answer is a word)."""
+    out = os.fspath(out)
+    os.makedirs(out, exist_ok=True)
+    rng = random.Random(seed)
+    files: dict[str, dict] = {"train": {}, "val": {}, "testdev": {}}
+    n = 0
+    for i, (image_id, scene) in enumerate(sorted(scenes.items())):
+        split = "val" if i % 6 == 1 else "testdev" if i % 6 == 4 else "train"
+        shape, color, _ = scene.shapes[0]
+        other = rng.choice([c for c in COLORS if c != color])
+        pair = [color, other] if rng.random() < 0.5 else [other, color]
+        qs = [(q, a, "color" if t == "other" else t) for q, a, t in scene.questions(rng)]
+        qs.append((f"Is the {shape} {pair[0]} or {pair[1]}?", color, "choose"))
+        for question, answer, kind in qs:
+            structural, semantic, detailed = _GQA_TYPES[kind]
+            qid = f"{n:08d}" if n % 3 else f"{20_000_000 + n}"  # GQA mixes zero-padded and plain ids
+            n += 1
+            files[split][qid] = {
+                "semantic": [], "entailed": [], "equivalent": [qid], "question": question, "imageId": str(image_id),
+                "isBalanced": True, "groups": {"global": None, "local": f"{structural}-{detailed}"}, "answer": answer,
+                "semanticStr": "", "annotations": {"answer": {}, "question": {}, "fullAnswer": {}},
+                "types": {"structural": structural, "semantic": semantic, "detailed": detailed},
+                "fullAnswer": f"The answer is {answer}.",
+            }
+    for split, questions in files.items():
+        _dump(os.path.join(out, f"{split}_balanced_questions.json"), questions)
+    return {split: list(q) for split, q in files.items()}

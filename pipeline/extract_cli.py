@@ -6,10 +6,13 @@ import sys
 
 import click
 
+from clipfeat.manifests import DATASETS
+
 
 @click.command("extract")
-@click.option("--dataset", type=click.Choice(["coco", "vg", "r2r"]),
-              help="Dataset layout under --root (or use --manifest). r2r: Matterport skyboxes -> 36 views per viewpoint.")
+@click.option("--dataset", type=click.Choice(sorted(DATASETS)),
+              help="Dataset layout under --root (or use --manifest). "
+                   + "; ".join(f"{a.name}: {a.description}" for a in DATASETS.values()) + ".")
 @click.option("--root", type=click.Path(file_okay=False), help="Dataset root folder.")
 @click.option("--manifest", type=click.Path(dir_okay=False), help="A saved manifest (clipfeat manifest); paths relative to --root.")
 @click.option("--splits", help="COCO folders to extract, comma-separated (e.g. val2014).")

@@ -7,7 +7,6 @@ decoding, CIDEr-D for SCST, the pycocoevalcap metrics, the trainer.
 """
 
 from ..task import Task
-from .metric import CaptionScores, evaluate
 
 __all__ = ["TASK", "CaptionScores", "evaluate", "main", "CaptionConfig"]
 
@@ -16,7 +15,12 @@ TASK = Task(name="caption", summary="Image captioning (COCO, Flickr30k): Transfo
 
 
 def __getattr__(name: str):
-    # the trainer imports torch; keep `from clipfeat.trainers.caption import evaluate` light
+    # Imported on first use: listing the tasks (`clipfeat train --help`) imports no metric
+    # dependency and no torch; `from clipfeat.trainers.caption import evaluate` imports no torch.
+    if name in ("CaptionScores", "evaluate"):
+        from . import metric
+
+        return getattr(metric, name)
     if name in ("main", "CaptionConfig"):
         from . import train
 

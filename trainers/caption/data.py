@@ -1,14 +1,20 @@
-"""COCO captions over a feature store: the annotation files, the vocabulary, batches of images.
+"""COCO and Flickr30k captions over a feature store: the annotation files, the vocabulary,
+batches of images.
 
 Two sources (`--data`):
-  * Karpathy's splits, `dataset_coco.json` (the file, or a folder holding it):
-        {"images": [{"split": train|restval|val|test, "filepath", "filename", "cocoid",
-                     "sentences": [{"raw", "tokens"}]}]}
+  * Karpathy's splits, `dataset_coco.json` or `dataset_flickr30k.json` (the file, or a folder
+    holding one of them):
+        {"dataset": "coco", "images": [{"split": train|restval|val|test, "filepath", "filename",
+                                        "cocoid", "sentences": [{"raw", "tokens"}]}]}
+        {"dataset": "flickr30k", "images": [{"split": train|val|test, "filename": "1000092795.jpg",
+                                             "sentences": [{"raw", "tokens"}]}]}
+    An image's store key is its `cocoid` (COCO), or the file name's integer stem (Flickr30k,
+    as `clipfeat extract --dataset flickr30k` keys it).
   * the official files `annotations/captions_{train,val}2014.json` (COCO captions format),
     each file a split named after it (train2014, val2014), or regrouped by `split_file`, a JSON
     object {split name: [COCO image ids]} (e.g. Karpathy's split as id lists).
 
-Samples are images (store rows; key = COCO image id); a training batch reads each image once
+Samples are images (store rows; key = the image id); a training batch reads each image once
 and trains on `seq_per_img` of its captions, so the encoder runs once per image.
 
 Token ids: PAD 0, BOS 1, EOS 2, UNK 3, then the words with count >= min_count in the training
@@ -28,13 +34,14 @@ import torch
 
 from clipfeat.features import FeatureStore
 
-from ..core import ConfigError
+from ..config import ConfigError
 from ..grids import RowBatches, Vocab, read_grids, store_rows
 from .metric import simple_tokenize
 
-__all__ = ["BOS", "EOS", "PAD", "UNK", "Batches", "CaptionSplit", "RawSplit", "WordIds", "build_vocab",
+__all__ = ["BOS", "EOS", "KARPATHY_FILES", "PAD", "UNK", "Batches", "CaptionSplit", "RawSplit", "WordIds", "build_vocab",
            "encode_split", "load_splits", "pick_splits"]
 
+KARPATHY_FILES = ("dataset_coco.json", "dataset_flickr30k.json")  # the Karpathy split files read
 PAD, BOS, EOS, UNK = 0, 1, 2, 3
 SPECIALS = ["<pad>", "<bos>", "<eos>", "<unk>"]
 
@@ -50,15 +57,17 @@ class RawSplit:
 def load_splits(data: str | Path, split_file: str = "") -> dict[str, RawSplit]:
     """All splits of the source at `data` (see the module docstring), by name."""
     path = Path(data)
-    karpathy = path if path.is_file() else path / "dataset_coco.json"
-    if karpathy.is_file():
+    found = [path] if path.is_file() else [path / n for n in KARPATHY_FILES if (path / n).is_file()]
+    if len(found) > 1:
+        raise ConfigError(f"{data} holds both {' and '.join(KARPATHY_FILES)}; point --data at one of them")
+    if found:
         if split_file:
-            raise ConfigError("split_file regroups the official captions files; dataset_coco.json has its own splits")
-        return _karpathy(karpathy)
+            raise ConfigError(f"split_file regroups the official captions files; {found[0].name} has its own splits")
+        return _karpathy(found[0])
     files = sorted(path.glob("annotations/captions_*.json")) + sorted(path.glob("captions_*.json"))
     if not files:
-        raise ConfigError(f"{data}: no dataset_coco.json (Karpathy splits) and no annotations/captions_*.json; "
-                          "point --data at one of them")
+        raise ConfigError(f"{data}: no dataset_coco.json or dataset_flickr30k.json (Karpathy splits) and no "
+                          "annotations/captions_*.json; point --data at one of them")
     per_file = {f.stem.removeprefix("captions_"): _coco_captions(f) for f in files}
     if not split_file:
         return {name: _raw(name, refs) for name, refs in per_file.items()}
@@ -79,18 +88,19 @@ def load_splits(data: str | Path, split_file: str = "") -> dict[str, RawSplit]:
 
 def _karpathy(path: Path) -> dict[str, RawSplit]:
     try:
-        images = json.loads(path.read_text())["images"]
+        data = json.loads(path.read_text())
+        flickr = data.get("dataset", path.stem.removeprefix("dataset_")) == "flickr30k"  # else COCO
         by_split: dict[str, list[dict]] = {}
-        for im in images:
+        for im in data["images"]:
             by_split.setdefault(im["split"], []).append(im)
         return {
-            name: RawSplit(name, [int(im["cocoid"]) for im in ims],
+            name: RawSplit(name, [int(Path(im["filename"]).stem) if flickr else int(im["cocoid"]) for im in ims],
                            [[s["raw"] for s in im["sentences"]] for im in ims],
                            [[list(s["tokens"]) for s in im["sentences"]] for im in ims])
             for name, ims in by_split.items()
         }
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
-        raise ConfigError(f"{path} is not Karpathy's dataset_coco.json format ({e!r})") from None
+    except (ValueError, KeyError, TypeError, AttributeError) as e:  # JSONDecodeError is a ValueError
+        raise ConfigError(f"{path} is not in Karpathy's dataset_coco.json / dataset_flickr30k.json format ({e!r})") from None
 
 
 def _coco_captions(path: Path) -> dict[int, list[str]]:
@@ -152,7 +162,7 @@ class CaptionSplit:
     """A split encoded against the store and the vocabulary; arrays indexed by image."""
 
     name: str
-    image_ids: np.ndarray  # [I] int64 COCO image ids
+    image_ids: np.ndarray  # [I] int64 image ids (COCO ids, Flickr30k file stems)
     rows: np.ndarray  # [I] int64 store rows
     raw: list[list[str]]  # reference captions per image (for the metric and the results file)
     refs: list[list[list[int]]]  # references as WordIds ids (full length, for CIDEr)

@@ -218,7 +218,8 @@ EXAMPLES = """\
                          --recipe transformer-scst --set init_from=runs/xe                    # stage 2: SCST
   clipfeat train caption --list-recipes
   DATA/coco: Karpathy's dataset_coco.json (or the folder holding it), or a folder with annotations/captions_{train,val}2014.json
-  Flickr30k: --data DATA/flickr30k/dataset_flickr30k.json (Karpathy's) with a store of `clipfeat extract --dataset flickr30k`"""
+  Flickr30k: --data DATA/flickr30k/dataset_flickr30k.json --set train_splits=train (Karpathy's Flickr30k has no
+             restval) with a store of `clipfeat extract --dataset flickr30k`"""
 
 
 class Experiment:

@@ -7,7 +7,6 @@ VQA models (BUTD / MCAN) reused, GQA's accuracy (exact match, binary / open), th
 """
 
 from ..task import Task
-from .metric import GQAScores, evaluate
 
 __all__ = ["TASK", "GQAScores", "evaluate", "main", "GQAConfig"]
 
@@ -16,7 +15,12 @@ TASK = Task(name="gqa", summary="GQA (balanced) on Visual Genome grid features: 
 
 
 def __getattr__(name: str):
-    # the trainer imports torch; keep `from clipfeat.trainers.gqa import evaluate` light
+    # Imported on first use: listing the tasks (`clipfeat train --help`) imports no metric
+    # dependency and no torch; `from clipfeat.trainers.gqa import evaluate` imports no torch.
+    if name in ("GQAScores", "evaluate"):
+        from . import metric
+
+        return getattr(metric, name)
     if name in ("main", "GQAConfig"):
         from . import train
 

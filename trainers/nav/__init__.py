@@ -7,7 +7,6 @@ follower, the official metrics, the trainer, and a synthetic task for tests and 
 """
 
 from ..task import Task
-from .metric import NavScores, evaluate
 
 __all__ = ["TASK", "NavScores", "evaluate", "main", "NavConfig"]
 
@@ -16,7 +15,12 @@ TASK = Task(name="nav", summary="R2R navigation: an EnvDrop-style follower on 36
 
 
 def __getattr__(name: str):
-    # the trainer imports torch; keep `from clipfeat.trainers.nav import evaluate` light
+    # Imported on first use: listing the tasks (`clipfeat train --help`) imports no metric
+    # dependency and no torch; `from clipfeat.trainers.nav import evaluate` imports no torch.
+    if name in ("NavScores", "evaluate"):
+        from . import metric
+
+        return getattr(metric, name)
     if name in ("main", "NavConfig"):
         from . import train
 

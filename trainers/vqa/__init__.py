@@ -6,7 +6,6 @@
 """
 
 from ..task import Task
-from .metric import VQAScores, evaluate, normalize_answer
 
 __all__ = ["TASK", "VQAScores", "evaluate", "normalize_answer", "main", "VQAConfig"]
 
@@ -14,7 +13,12 @@ TASK = Task(name="vqa", summary="VQA v2: BUTD or MCAN on grid features", package
 
 
 def __getattr__(name: str):
-    # the trainer imports torch; keep `from clipfeat.trainers.vqa import evaluate` light
+    # Imported on first use: listing the tasks (`clipfeat train --help`) imports no metric
+    # dependency and no torch; `from clipfeat.trainers.vqa import evaluate` imports no torch.
+    if name in ("VQAScores", "evaluate", "normalize_answer"):
+        from . import metric
+
+        return getattr(metric, name)
     if name in ("main", "VQAConfig"):
         from . import train
 
