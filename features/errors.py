@@ -1,10 +1,13 @@
 """Errors a user can act on. Each message is one line that says what to do.
 
 The CLI turns every `ClipfeatError` into `Error: <message>` and exit code 2, without a
-traceback; anything else is a bug and keeps its traceback.
+traceback; anything else is a bug and keeps its traceback. `ClipfeatError` itself lives in
+`clipfeat.common` (every layer raises it) and is re-exported here; the store's errors follow.
 """
 
 from __future__ import annotations
+
+from clipfeat.common import ClipfeatError
 
 __all__ = [
     "ClipfeatError",
@@ -19,10 +22,6 @@ __all__ = [
     "RowNotAvailableError",
     "CorruptDataError",
 ]
-
-
-class ClipfeatError(Exception):
-    """Base class: a problem with the user's input or environment, not a bug."""
 
 
 class NotAStoreError(ClipfeatError):

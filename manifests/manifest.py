@@ -18,6 +18,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
+from clipfeat.common import ClipfeatError
+
 __all__ = ["IMAGES", "LAYOUTS", "SKYBOX", "Row", "Manifest", "ManifestError", "safe_path", "sort_rows"]
 
 MANIFEST_VERSION = 1
@@ -28,7 +30,7 @@ SKYBOX = "skybox"  # six Matterport skybox faces per row -> the simulator's 36 v
 LAYOUTS = (IMAGES, SKYBOX)
 
 
-class ManifestError(Exception):
+class ManifestError(ClipfeatError):
     """A dataset root or manifest file that cannot be used as it is (the CLI prints it, exit 2)."""
 
 

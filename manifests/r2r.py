@@ -19,10 +19,11 @@ the download) and fails at extraction, where it is recorded with its reason.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Iterable
+
+from clipfeat.common import ConnectivityError, read_connectivity
 
 from .manifest import SKYBOX, Manifest, ManifestError, Row, sort_rows
 
@@ -53,19 +54,16 @@ def scan_r2r(root: str | os.PathLike, *, connectivity: str | os.PathLike | None 
     rows, missing = [], []
     for scan in wanted:
         try:
-            entries = json.loads(files[scan].read_text())
-        except json.JSONDecodeError as e:
-            raise ManifestError(f"{files[scan]} is not valid JSON ({e})") from None
-        for e in entries:
-            if not e.get("included"):
+            entries = read_connectivity(files[scan])
+        except ConnectivityError as e:  # not JSON, or an entry without an id, a 16-number pose, ...
+            raise ManifestError(str(e)) from None
+        for node in entries:
+            if not node.included:
                 continue
-            vp = str(e["image_id"])
-            pose = [float(x) for x in e["pose"]]
-            if len(pose) != 16:
-                raise ManifestError(f"{files[scan]}: viewpoint {vp} has a pose of {len(pose)} numbers, expected 16")
+            vp = node.id
             path = SKYBOX_DIR.format(scan=scan) if layout == "skybox" else f"{scan}/{vp}"
             row = Row(key=f"{scan}_{vp}", path=path, split="r2r", fields={"scan": scan, "viewpoint": vp, "layout": layout,
-                                                                      "pose": pose})
+                                                                      "pose": list(node.pose)})
             if skybox_files(root, row) is None:
                 missing.append(row.key)
             rows.append(row)

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import click
 
-from clipfeat.features.errors import ClipfeatError
+from clipfeat.common.errors import ClipfeatError
 from clipfeat.features.schema import clipfeat_version
-from clipfeat.manifests.manifest import ManifestError
 
 
 class UserError(click.ClickException):
@@ -26,7 +25,7 @@ class ClipfeatGroup(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except (ClipfeatError, ManifestError) as e:
+        except ClipfeatError as e:  # every clipfeat error (manifests' and images' included) is one
             err = UserError(str(e))
             err.exit_code = getattr(e, "exit_code", 2)  # 2: bad usage/input; 1: the job itself failed
             raise err from None

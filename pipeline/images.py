@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from clipfeat.common import ClipfeatError
+
 __all__ = ["ImageError", "MAX_PIXELS", "Preprocessor", "load_image", "decode_image", "gpu_decodable", "gpu_preprocess", "tensor_preprocess"]
 
 # Decompression-bomb limit: larger than any V&L dataset image (VG's largest is ~1280x1280),
@@ -25,8 +27,9 @@ __all__ = ["ImageError", "MAX_PIXELS", "Preprocessor", "load_image", "decode_ima
 MAX_PIXELS = 64_000_000
 
 
-class ImageError(Exception):
-    """An item that cannot become an image; its message is recorded as the row's failure reason."""
+class ImageError(ClipfeatError):
+    """An item that cannot become an image; its message is recorded as the row's failure reason
+    (the worker catches it per item: a bad image fails its row, not the job)."""
 
 
 def read_file(path: str) -> bytes:

@@ -63,7 +63,6 @@ world directions under the same convention.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import threading
@@ -73,7 +72,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from clipfeat.features.errors import ClipfeatError
+from clipfeat.common import (
+    HEADING_COUNT, VFOV, VFOV_DEG, VIEW_ELEVATIONS, VIEW_HEADINGS, VIEW_HEIGHT, VIEW_WIDTH, VIEWS, ClipfeatError,
+    ConnectivityError, read_connectivity, view_angles,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -83,11 +85,9 @@ __all__ = [
     "view_angles", "load_skybox", "skybox_faces", "load_pose", "view_rays", "render_views", "render_skybox",
 ]
 
-VIEWS = 36
-HEADING_COUNT = 12  # headings per elevation, 30 degrees apart
-VIEW_WIDTH, VIEW_HEIGHT = 640, 480
-VFOV_DEG = 60.0
-VFOV = math.radians(VFOV_DEG)  # radians, as MatterSim's setCameraVFOV takes it
+# VIEWS, HEADING_COUNT, VIEW_WIDTH, VIEW_HEIGHT, VFOV_DEG, VFOV and view_angles: the simulator's
+# view geometry, defined once in clipfeat.common (the trainers navigate with the same views).
+
 # Skybox index uploaded to GL_TEXTURE_CUBE_MAP_{+X, -X, +Y, -Y, +Z, -Z} (NavGraph.cpp). The
 # permutation is its own inverse: it also gives the GL face of skybox 0..5.
 SKYBOX_OF_GL_FACE = (2, 4, 0, 5, 1, 3)
@@ -97,19 +97,6 @@ _GRID_CACHE_BYTES = 256 << 20  # sampling grids kept per (pose, size, device): 8
 
 class PanoramaError(ClipfeatError):
     """Skybox files or a pose that cannot be used (missing, unreadable, wrong shape)."""
-
-
-def view_angles(ix: int) -> tuple[float, float]:
-    """(heading, elevation) in radians of discretised view `ix` (0..35), as MatterSim numbers them:
-    ix 0-11 look 30 degrees down, 12-23 level, 24-35 30 degrees up; heading (ix % 12) * 30 degrees."""
-    if not 0 <= ix < VIEWS:
-        raise ValueError(f"view index {ix} is outside 0..{VIEWS - 1}")
-    return math.radians(30.0 * (ix % HEADING_COUNT)), math.radians(30.0 * (ix // HEADING_COUNT - 1))
-
-
-def _all_angles() -> tuple[tuple[float, ...], tuple[float, ...]]:
-    hs, es = zip(*(view_angles(i) for i in range(VIEWS)))
-    return tuple(hs), tuple(es)
 
 
 # --- files -----------------------------------------------------------------------------------
@@ -164,21 +151,17 @@ def skybox_faces(images: Sequence[np.ndarray], where: str) -> np.ndarray:
 
 def load_pose(connectivity: str | os.PathLike, viewpoint: str) -> np.ndarray:
     """A viewpoint's camera-to-world pose, float64 [4, 4], from `{scan}_connectivity.json`
-    (its `pose` is 16 numbers, row-major)."""
+    (its `pose` is 16 numbers, row-major; the file is read by `clipfeat.common.read_connectivity`)."""
     path = os.fspath(connectivity)
     try:
-        with open(path) as f:
-            graph = json.load(f)
+        entries = read_connectivity(path)
     except FileNotFoundError:
         raise PanoramaError(f"connectivity file {path} not found; pass the folder that holds {{scan}}_connectivity.json") from None
-    except ValueError as e:
-        raise PanoramaError(f"{path} is not valid JSON ({e})") from None
-    for node in graph if isinstance(graph, list) else []:
-        if isinstance(node, dict) and node.get("image_id") == viewpoint:
-            pose = np.asarray(node.get("pose", ()), dtype=np.float64)
-            if pose.size != 16 or not np.isfinite(pose).all():
-                raise PanoramaError(f"{path}: viewpoint {viewpoint} has no valid 16-number pose")
-            return pose.reshape(4, 4)
+    except ConnectivityError as e:
+        raise PanoramaError(str(e)) from None
+    for vp in entries:
+        if vp.id == viewpoint:
+            return np.asarray(vp.pose, dtype=np.float64).reshape(4, 4)
     raise PanoramaError(f"viewpoint {viewpoint} is not in {path}; check --viewpoint (an image_id of that scan)")
 
 
@@ -245,7 +228,7 @@ def view_rays(pose=None, *, width: int = VIEW_WIDTH, height: int = VIEW_HEIGHT, 
     if frame not in ("cube", "world"):
         raise ValueError(f"frame must be 'cube' or 'world', not {frame!r}")
     if headings is None and elevations is None:
-        headings, elevations = _all_angles()
+        headings, elevations = VIEW_HEADINGS, VIEW_ELEVATIONS
     elif headings is None or elevations is None:
         raise ValueError("pass both headings and elevations, or neither")
     row, col = _ray_terms(_rotation(pose) if frame == "cube" else None, headings, elevations, width, height, vfov_deg)
@@ -278,8 +261,7 @@ class _Lookup:
     def __init__(self, rot: np.ndarray, width: int, height: int, vfov_deg: float, face_size: int, device) -> None:
         import torch
 
-        hs, es = _all_angles()
-        row, col = _ray_terms(rot, hs, es, width, height, vfov_deg)
+        row, col = _ray_terms(rot, VIEW_HEADINGS, VIEW_ELEVATIONS, width, height, vfov_deg)
         self.row = torch.from_numpy(np.stack(row).astype(np.float32)).to(device)  # [3, V, W]
         self.col = torch.from_numpy(np.stack(col).astype(np.float32)).to(device)  # [3, V, H]
         self.lim = 1.0 - 1.0 / face_size  # GL_CLAMP_TO_EDGE: face-local coordinate of the outer texel centres

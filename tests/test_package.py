@@ -8,7 +8,8 @@ import time
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SUBPACKAGES = ["clipfeat.features", "clipfeat.manifests", "clipfeat.pipeline", "clipfeat.trainers"]
+SUBPACKAGES = ["clipfeat.apps", "clipfeat.common", "clipfeat.features", "clipfeat.manifests", "clipfeat.pipeline",
+               "clipfeat.trainers"]
 
 
 def test_subpackages_import_from_the_installed_package():

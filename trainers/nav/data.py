@@ -22,9 +22,10 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from clipfeat.common.r2r import VIEWS
 from clipfeat.features import FeatureStore
 
-from ..core import ConfigError
+from ..config import ConfigError
 from ..grids import Vocab
 
 __all__ = ["PAD", "UNK", "Episode", "PanoFeatures", "build_vocab", "encode_instructions", "load_split", "tokenize"]
@@ -88,8 +89,8 @@ class PanoFeatures:
     def from_store(cls, store: FeatureStore, scans: set[str] | None = None) -> "PanoFeatures":
         """The store's `pooled` [36, D] per viewpoint (only `scans`, when given)."""
         layout = store.meta.layout
-        if layout.views != 36:
-            raise ConfigError(f"{store.url} is not an R2R panorama store (views={layout.views}, need 36); "
+        if layout.views != VIEWS:
+            raise ConfigError(f"{store.url} is not an R2R panorama store (views={layout.views}, need {VIEWS}); "
                               "extract one with `clipfeat extract --dataset r2r`")
         keys = list(store.keys)
         rows = np.array([i for i, k in enumerate(keys) if scans is None or k.partition("_")[0] in scans], dtype=np.int64)

@@ -23,8 +23,10 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
+from clipfeat.common import VIEW_ELEVATIONS, VIEW_HEADINGS
+
 from .data import PanoFeatures
-from .graphs import ScanGraph, angle_feature, view_angles
+from .graphs import ScanGraph, angle_feature
 
 __all__ = ["MAX_STEPS", "NavBatch", "World", "make_batch"]
 
@@ -73,8 +75,8 @@ class World:
         self.base = np.array([offsets[s][0] for s, _ in self.gid], dtype=np.int64)
         self.n = np.array([offsets[s][1] for s, _ in self.gid], dtype=np.int64)
         self.dist_flat = np.concatenate([graphs[s].dist.ravel() for s in sorted(graphs)])
-        h, e = view_angles(np.arange(36))
-        self.view_heading, self.view_elevation = np.asarray(h, np.float32), np.asarray(e, np.float32)
+        # each view's heading and elevation, radians, [36] float32 (as the agent's own heading)
+        self.view_heading, self.view_elevation = np.asarray(VIEW_HEADINGS, np.float32), np.asarray(VIEW_ELEVATIONS, np.float32)
         self.viewpoint = [k[1] for k in self.gid]
 
     def distance(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:

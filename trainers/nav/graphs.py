@@ -2,8 +2,8 @@
 
 A scan's graph is built from `connectivity/{scan}_connectivity.json` (a list of {"image_id",
 "pose": row-major 4x4 camera-to-world, z up, metres, "included", "unobstructed": [bool per
-entry], "height"}) exactly as R2R's `load_nav_graphs` (Matterport3DSimulator tasks/R2R/utils.py,
-copied unchanged into R2R-EnvDrop r2r_src/utils.py) builds it:
+entry], "height"}; read by `clipfeat.common.read_connectivity`) exactly as R2R's `load_nav_graphs`
+(Matterport3DSimulator tasks/R2R/utils.py, copied unchanged into R2R-EnvDrop r2r_src/utils.py) builds it:
 
 - An edge joins included viewpoints i and j when `unobstructed[j]` of i holds; the official
   loader then *asserts* that `unobstructed[i]` of j holds too ("Graph should be undirected"), so a
@@ -50,7 +50,6 @@ Dijkstra from every viewpoint) in about 2 s; candidates are computed per scan on
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Iterable
@@ -60,6 +59,11 @@ from typing import Any
 
 import networkx as nx
 import numpy as np
+
+from clipfeat.common import (
+    HEADING_COUNT, VFOV, VIEW_ELEVATIONS, VIEW_HEADINGS, VIEW_HEIGHT, VIEW_WIDTH, VIEWS, ConnectivityError, Viewpoint,
+    read_connectivity,
+)
 
 __all__ = [
     "Candidate",
@@ -76,10 +80,14 @@ _FORMAT = (
 )
 _SUFFIX = "_connectivity.json"
 
-# The simulator as EnvDrop configures it (utils.new_simulator): discretised views, 640x480, VFOV 60°.
-_HEADING_INCREMENT = math.pi * 2.0 / 12  # MatterSim: M_PI*2.0/headingCount
-_ELEVATION_INCREMENT = math.pi / 6.0  # MatterSim: elevationIncrement
-_COS_HALF_HFOV = math.cos(math.radians(60) * 640 / 480 / 2.0)  # populateNavigable's visibility test: 40°
+# The simulator as EnvDrop configures it (utils.new_simulator): discretised views, 640x480, VFOV 60°
+# (clipfeat.common's view geometry), in MatterSim's own arithmetic where it decides near-ties.
+_HEADING_INCREMENT = math.pi * 2.0 / HEADING_COUNT  # radians; MatterSim: M_PI*2.0/headingCount
+_COS_HALF_HFOV = math.cos(VFOV * VIEW_WIDTH / VIEW_HEIGHT / 2.0)  # populateNavigable's visibility test: 40°
+# The three view rows' elevations, radians: -30°, 0, +30° (to the bit MatterSim's ±elevationIncrement, M_PI/6.0)
+_ROW_ELEVATIONS = VIEW_ELEVATIONS[::HEADING_COUNT]
+# view_angles' tables as arrays, radians, ix = 0..35
+_VIEW_HEADINGS, _VIEW_ELEVATIONS = np.array(VIEW_HEADINGS), np.array(VIEW_ELEVATIONS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,12 +165,12 @@ class ScanGraph:
 
 def view_angles(ix: int | np.ndarray) -> tuple[Any, Any]:
     """(heading, elevation) in radians of discretised view `ix` (0..35; an int or an int array):
-    heading (ix % 12)·30°, elevation (ix // 12 − 1)·30° (views 0..11 look down, 24..35 up)."""
+    heading (ix % 12)·30°, elevation (ix // 12 − 1)·30° (views 0..11 look down, 24..35 up).
+    The values of `clipfeat.common.view_angles`, for int arrays too."""
     a = np.asarray(ix)
-    if not np.issubdtype(a.dtype, np.integer) or a.size and (a.min() < 0 or a.max() > 35):
-        raise ValueError(f"view indices must be integers in 0..35, got {ix!r}")
-    heading = (a % 12) * math.radians(30)
-    elevation = (a // 12 - 1) * math.radians(30)
+    if not np.issubdtype(a.dtype, np.integer) or a.size and (a.min() < 0 or a.max() > VIEWS - 1):
+        raise ValueError(f"view indices must be integers in 0..{VIEWS - 1}, got {ix!r}")
+    heading, elevation = _VIEW_HEADINGS[a], _VIEW_ELEVATIONS[a]
     if a.ndim == 0:
         return float(heading), float(elevation)
     return heading, elevation
@@ -186,26 +194,14 @@ def angle_feature(heading: Any, elevation: Any, size: int = 128) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 
 
-def _read_entries(path: Path) -> list[dict[str, Any]]:
+def _read_entries(path: Path) -> list[Viewpoint]:
+    """The file's entries (clipfeat.common's reader); a ValueError that names the format otherwise."""
     try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path} is not valid JSON ({e}); {_FORMAT}") from None
-    if not isinstance(data, list) or not data:
+        data = read_connectivity(path)
+    except ConnectivityError as e:
+        raise ValueError(f"{e}; {_FORMAT}") from None
+    if not data:
         raise ValueError(f"{path} holds no list of viewpoints; {_FORMAT}")
-    n = len(data)
-    for i, item in enumerate(data):
-        ok = (
-            isinstance(item, dict)
-            and isinstance(item.get("image_id"), str)
-            and isinstance(item.get("pose"), list)
-            and len(item["pose"]) == 16
-            and isinstance(item.get("unobstructed"), list)
-            and len(item["unobstructed"]) == n
-        )
-        if not ok:
-            raise ValueError(f"{path}: entry {i} lacks an image_id, a 16-number pose or {n} unobstructed flags; {_FORMAT}")
     return data
 
 
@@ -215,9 +211,10 @@ def load_graph(path: str | os.PathLike[str]) -> ScanGraph:
     name = path.name
     scan = name[: -len(_SUFFIX)] if name.endswith(_SUFFIX) else path.stem
     data = _read_entries(path)
-    included = [bool(item.get("included")) for item in data]
+    included = [item.included for item in data]
+    xyz = [item.position for item in data]  # camera centres, metres
 
-    viewpoints = [item["image_id"] for item, inc in zip(data, included) if inc]
+    viewpoints = [item.id for item in data if item.included]
     index = {vp: r for r, vp in enumerate(viewpoints)}
     if len(index) != len(viewpoints):
         dup = next(vp for vp in viewpoints if viewpoints.count(vp) > 1)
@@ -228,22 +225,21 @@ def load_graph(path: str | os.PathLike[str]) -> ScanGraph:
     for i, item in enumerate(data):
         if not included[i]:
             continue
-        p = item["pose"]
-        for j, conn in enumerate(item["unobstructed"]):
+        p = xyz[i]
+        for j, conn in enumerate(item.unobstructed):
             if not conn or not included[j] or j == i:  # the simulator never offers a move to itself
                 continue
-            if not data[j]["unobstructed"][i]:
+            if not data[j].unobstructed[i]:
                 raise ValueError(
-                    f"{path}: {item['image_id']} -> {data[j]['image_id']} is unobstructed but not the way back;"
+                    f"{path}: {item.id} -> {data[j].id} is unobstructed but not the way back;"
                     " R2R's load_nav_graphs requires an undirected graph, fix the file"
                 )
-            q = data[j]["pose"]
-            # the official `distance(pose1, pose2)`, term by term, for the same float
-            w = ((p[3] - q[3]) ** 2 + (p[7] - q[7]) ** 2 + (p[11] - q[11]) ** 2) ** 0.5
-            graph.add_edge(item["image_id"], data[j]["image_id"], weight=w)
+            q = xyz[j]
+            # the official `distance(pose1, pose2)` on pose[3], pose[7], pose[11], term by term, for the same float
+            w = ((p[0] - q[0]) ** 2 + (p[1] - q[1]) ** 2 + (p[2] - q[2]) ** 2) ** 0.5
+            graph.add_edge(item.id, data[j].id, weight=w)
 
-    positions = np.array([[item["pose"][3], item["pose"][7], item["pose"][11]] for item, inc in zip(data, included) if inc],
-                         dtype=np.float64).reshape(-1, 3)
+    positions = np.array([p for p, inc in zip(xyz, included) if inc], dtype=np.float64).reshape(-1, 3)
     n = len(viewpoints)
     dist = np.full((n, n), np.inf)
     for r, vp in enumerate(viewpoints):
@@ -298,16 +294,16 @@ def _scan_candidates(g: ScanGraph) -> dict[str, tuple[Candidate, ...]]:
         inv = np.float32(1) / len_xy  # glm::normalize; a zero vector gives NaN: never visible
         nx_, ny_ = tx * inv, ty * inv
     abs_elev32 = np.arctan2(t[:, 2].astype(np.float64), len_xy.astype(np.float64))  # [E]
-    adjusted = math.pi / 2.0 - np.arange(12) * _HEADING_INCREMENT  # [12] per view heading
+    adjusted = math.pi / 2.0 - np.arange(HEADING_COUNT) * _HEADING_INCREMENT  # [12] per view heading
     cx = np.cos(adjusted).astype(np.float32)[:, None]  # camera_horizon_dir, [12, 1] float32
     cy = np.sin(adjusted).astype(np.float32)[:, None]
     with np.errstate(invalid="ignore"):
         visible = (nx_ * cx + ny_ * cy).astype(np.float64) >= _COS_HALF_HFOV  # [12, E]
     rel_h = np.arctan2((tx * cy - ty * cx).astype(np.float64), (tx * cx + ty * cy).astype(np.float64))  # [12, E] in (-π, π]
-    rel_e = abs_elev32[None, :] - np.array([-_ELEVATION_INCREMENT, 0.0, _ELEVATION_INCREMENT])[:, None]  # [3, E]
+    rel_e = abs_elev32[None, :] - np.array(_ROW_ELEVATIONS)[:, None]  # [3, E]
     # view ix = 12 * elevation row + heading column; EnvDrop's _loc_distance per view, inf where not listed
-    dist = np.sqrt(rel_h[None, :, :] ** 2 + rel_e[:, None, :] ** 2).reshape(36, -1)  # [36, E]
-    seen = np.tile(visible, (3, 1))  # [36, E]
+    dist = np.sqrt(rel_h[None, :, :] ** 2 + rel_e[:, None, :] ** 2).reshape(VIEWS, -1)  # [36, E]
+    seen = np.tile(visible, (len(_ROW_ELEVATIONS), 1))  # [36, E]
     dist = np.where(seen, dist, np.inf)
     listed = seen.any(axis=0)  # [E]
     view = dist.argmin(axis=0)  # first minimum: EnvDrop replaces only on a strictly smaller distance

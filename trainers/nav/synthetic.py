@@ -12,7 +12,7 @@ Held-out splits: new paths in the training scans (`val_seen`) and new scans (`va
                                                    root/connectivity/*.json, the store
 
 With `store=False` no features are written; the returned `sights` (for every `{scan}_{vp}`,
-the world direction and landmark of each neighbour) let `clipfeat.pipeline.demo` paint the
+the world direction and landmark of each neighbour) let `clipfeat.apps.demo` paint the
 same scene into Matterport skyboxes, so the demo extracts real images of the task.
 """
 
@@ -23,6 +23,8 @@ import math
 from pathlib import Path
 
 import numpy as np
+
+from clipfeat.common import VIEWS
 
 __all__ = ["LANDMARKS", "make_nav_task"]
 
@@ -103,7 +105,7 @@ def make_nav_task(root: str | Path, *, store: str | Path | None | bool = None, s
         mark = dict(zip(names, rng.choice(landmarks, len(names), replace=False)))
         index = {vp: i for i, vp in enumerate(names)}
         for vp in names:
-            f = 0.3 * rng.standard_normal((36, dim))
+            f = 0.3 * rng.standard_normal((VIEWS, dim))  # [36, D]
             seen = []
             for c in graph.candidates(vp):  # the neighbour shows in the view the agent moves through
                 f[c.view] += appearance[mark[c.viewpoint]]
@@ -138,7 +140,7 @@ def make_nav_task(root: str | Path, *, store: str | Path | None | bool = None, s
     meta = StoreMeta.build(
         dataset=DatasetInfo(name="r2r", manifest_sha256="0" * 64, num_items=len(keys), splits={"all": len(keys)}),
         encoder=EncoderInfo(model="synthetic"), preprocess=PreprocessInfo(mode="unknown"),
-        layout=Layout(pooled_dim=dim, views=36), shard_size=64,
+        layout=Layout(pooled_dim=dim, views=VIEWS), shard_size=64,
     )
     order = np.argsort(keys)  # stores keep rows sorted by key
     keys = [keys[i] for i in order]
