@@ -48,7 +48,7 @@ from typing import Any, Mapping
 
 from clipfeat.features.errors import ClipfeatError
 
-__all__ = ["Recipe", "TASKS", "Task", "get_task", "load_recipes"]
+__all__ = ["Recipe", "TASKS", "Task", "get_task", "lazy_exports", "load_recipes"]
 
 ENTRY_POINT_GROUP = "clipfeat.tasks"
 
@@ -112,6 +112,20 @@ class Task:
                 raise
             return None
         return getattr(cli, "EVAL", None)
+
+
+def lazy_exports(package: str, **modules: tuple[str, ...]):
+    """A package's module-level `__getattr__` that imports `package.MODULE` on first use of one
+    of its names: a task's `__init__` stays light (listing the tasks imports no torch and no
+    metric dependency) while `from clipfeat.trainers.vqa import evaluate, main` still works."""
+
+    def __getattr__(name: str):
+        for module, names in modules.items():
+            if name in names:
+                return getattr(importlib.import_module(f"{package}.{module}"), name)
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+
+    return __getattr__
 
 
 @functools.lru_cache(maxsize=None)

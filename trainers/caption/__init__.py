@@ -6,7 +6,7 @@ decoding, CIDEr-D for SCST, the pycocoevalcap metrics, the trainer.
     evaluate("results.json", "captions_val2014.json").scores["CIDEr"]
 """
 
-from ..task import Task
+from ..task import Task, lazy_exports
 
 __all__ = ["TASK", "CaptionScores", "evaluate", "main", "CaptionConfig"]
 
@@ -14,15 +14,4 @@ TASK = Task(name="caption", summary="Image captioning (COCO, Flickr30k): Transfo
             default_recipe="transformer-xe")
 
 
-def __getattr__(name: str):
-    # Imported on first use: listing the tasks (`clipfeat train --help`) imports no metric
-    # dependency and no torch; `from clipfeat.trainers.caption import evaluate` imports no torch.
-    if name in ("CaptionScores", "evaluate"):
-        from . import metric
-
-        return getattr(metric, name)
-    if name in ("main", "CaptionConfig"):
-        from . import train
-
-        return getattr(train, name)
-    raise AttributeError(name)
+__getattr__ = lazy_exports(__name__, metric=("CaptionScores", "evaluate"), train=("main", "CaptionConfig"))

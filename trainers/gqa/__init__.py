@@ -6,7 +6,7 @@ VQA models (BUTD / MCAN) reused, GQA's accuracy (exact match, binary / open), th
     evaluate("predictions_testdev.json", "testdev_balanced_questions.json").accuracy
 """
 
-from ..task import Task
+from ..task import Task, lazy_exports
 
 __all__ = ["TASK", "GQAScores", "evaluate", "main", "GQAConfig"]
 
@@ -14,15 +14,4 @@ TASK = Task(name="gqa", summary="GQA (balanced) on Visual Genome grid features: 
             default_recipe="butd")
 
 
-def __getattr__(name: str):
-    # Imported on first use: listing the tasks (`clipfeat train --help`) imports no metric
-    # dependency and no torch; `from clipfeat.trainers.gqa import evaluate` imports no torch.
-    if name in ("GQAScores", "evaluate"):
-        from . import metric
-
-        return getattr(metric, name)
-    if name in ("main", "GQAConfig"):
-        from . import train
-
-        return getattr(train, name)
-    raise AttributeError(name)
+__getattr__ = lazy_exports(__name__, metric=("GQAScores", "evaluate"), train=("main", "GQAConfig"))

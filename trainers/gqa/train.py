@@ -48,6 +48,7 @@ EXAMPLES = """\
 
 class Experiment(vqa.Experiment):
     name = "GQA"
+    encode_split = staticmethod(encode_split)
 
     def load_splits(self) -> tuple[GQARaw, GQARaw]:
         cfg = self.cfg
@@ -64,13 +65,6 @@ class Experiment(vqa.Experiment):
     def vocabularies(self, train_raw: GQARaw):
         avocab = build_answer_vocab(train_raw, self.cfg.min_answer_count)
         return build_question_vocab(train_raw.questions), avocab, list(avocab.itos)
-
-    def encode(self, raw: GQARaw):
-        cfg = self.cfg
-        sp = encode_split(raw, self.store, self.qvocab, self.avocab, max_tokens=cfg.max_tokens, strict=cfg.strict)
-        note = f" ({sp.skipped} skipped: image not in the store)" if sp.skipped else ""
-        print(f"{sp.name}: {len(sp)} of {len(raw.questions)} questions{note}")
-        return sp
 
     def questions(self, split) -> dict[str, dict]:
         """The metric's view of an encoded split: {questionId: question record}."""

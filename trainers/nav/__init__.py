@@ -6,7 +6,7 @@ follower, the official metrics, the trainer, and a synthetic task for tests and 
     evaluate("results.json", "DATA/r2r/R2R_val_unseen.json", "DATA/r2r/connectivity").success_rate
 """
 
-from ..task import Task
+from ..task import Task, lazy_exports
 
 __all__ = ["TASK", "NavScores", "evaluate", "main", "NavConfig"]
 
@@ -14,15 +14,4 @@ TASK = Task(name="nav", summary="R2R navigation: an EnvDrop-style follower on 36
             default_recipe="follower")
 
 
-def __getattr__(name: str):
-    # Imported on first use: listing the tasks (`clipfeat train --help`) imports no metric
-    # dependency and no torch; `from clipfeat.trainers.nav import evaluate` imports no torch.
-    if name in ("NavScores", "evaluate"):
-        from . import metric
-
-        return getattr(metric, name)
-    if name in ("main", "NavConfig"):
-        from . import train
-
-        return getattr(train, name)
-    raise AttributeError(name)
+__getattr__ = lazy_exports(__name__, metric=("NavScores", "evaluate"), train=("main", "NavConfig"))

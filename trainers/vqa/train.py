@@ -110,6 +110,7 @@ class Experiment:
     `vocabularies`, `encode`, `prior_baseline`) and the scoring (`evaluate`, `predict`)."""
 
     name = "VQA"
+    encode_split = staticmethod(encode_split)  # raw split -> VQASplit (GQA: its own)
 
     def __init__(self, cfg: VQAConfig, *, store: FeatureStore, device: torch.device, resume: dict | None) -> None:
         self.cfg, self.store, self.device = cfg, store, device
@@ -151,7 +152,7 @@ class Experiment:
 
     def encode(self, raw: RawSplit):
         cfg = self.cfg
-        sp = encode_split(raw, self.store, self.qvocab, self.avocab, max_tokens=cfg.max_tokens, strict=cfg.strict)
+        sp = self.encode_split(raw, self.store, self.qvocab, self.avocab, max_tokens=cfg.max_tokens, strict=cfg.strict)
         note = f" ({sp.skipped} skipped: image not in the store)" if sp.skipped else ""
         print(f"{sp.name}: {len(sp)} of {len(raw.questions)} questions{note}")
         return sp
