@@ -94,14 +94,15 @@ def end_to_end_inprocess(spec, root: str, out_dir: str, manifest, pre, *, device
 
     from clipfeat.features.writer import create_store
     from clipfeat.pipeline.job import ExtractConfig, plan_store
-    from clipfeat.pipeline.worker import ShardWorker, WorkerConfig
+    from clipfeat.pipeline.worker import ShardWorker, WorkerConfig, WorkItem
 
     out = os.path.join(out_dir, f"run-{time.monotonic_ns()}.zarr")
     meta, _ = plan_store(ExtractConfig(out=out, spec=spec, shard_size=shard_size, decode=decode, device=device), manifest, "bench")
     writer = create_store(out, meta=meta, keys=manifest.keys)
     worker = ShardWorker(WorkerConfig(store=out, root=root, spec=spec, preprocess=pre, device=device, threads=threads,
                                       batch_size=batch_size, gpu_jpeg=decode == "cuda"))
-    rows = {k: [(r, manifest.rows[r].key, manifest.rows[r].path) for r in writer.shard_rows(k)] for k in range(meta.shards.count)}
+    rows = {k: [WorkItem(r, manifest.rows[r].key, manifest.rows[r].path) for r in writer.shard_rows(k)]
+            for k in range(meta.shards.count)}
     t0 = time.perf_counter()
     with ThreadPoolExecutor(inflight) as ex:
         reports = list(ex.map(lambda k: worker.run(k, rows[k]), rows))

@@ -5,13 +5,16 @@
 
 The driver plans the store (its identity, layout and shards), creates or resumes it, and skips
 shards that are already done. It then starts one `ShardWorker` actor per GPU (or `workers`
-CPU actors with `threads` each), keeps two shards queued per actor so none idles while the
-driver bookkeeps, and finalizes the store when every shard is done. Workers write their own
-shards (whole Zarr shards, then the status record), so the driver never moves feature bytes.
+CPU actors with `threads` each), keeps `inflight` shards queued per actor (2 on CPU, 4 on GPU)
+so none idles while the driver bookkeeps, and finalizes the store when every shard is done.
+Workers write their own shards (whole Zarr shards, then the status record), so the driver
+never moves feature bytes. `ShardQueue` is the scheduling (which shard runs where, retries)
+without Ray in it; `_Progress` is the progress bar and the result's running totals.
 
 Failures: a dead worker (SIGKILL, OOM, preemption) is restarted by Ray and its shards are
-resubmitted; a killed driver leaves done shards done, and rerunning the same command resumes;
-an image that cannot be decoded is recorded in its shard and counted against `max_failures`.
+resubmitted; a shard whose worker raised is resubmitted too (`retries` times at most); a killed
+driver leaves done shards done, and rerunning the same command resumes; an image that cannot be
+decoded is recorded in its shard and counted against `max_failures`.
 This is the only module that imports ray.
 """
 
@@ -22,14 +25,17 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from clipfeat.features.errors import ClipfeatError
+from clipfeat.manifests.manifest import SKYBOX
 
 from .encoder import EncoderError, EncoderSpec, describe_encoder, resolve_weights
 from .images import Preprocessor
 from .panorama import VFOV_DEG, VIEW_HEIGHT, VIEW_WIDTH, VIEWS
-from .worker import ShardReport, ShardWorker, WorkerConfig
+from .worker import BatchHook, ShardReport, ShardWorker, WorkerConfig, WorkItem
 
 __all__ = ["ExtractConfig", "ExtractResult", "JobFailedError", "default_shard_size", "parse_max_failures", "plan_store", "run_extract"]
 
@@ -71,8 +77,7 @@ class ExtractConfig:
     overwrite: bool = False
     progress: bool = True
     storage_options: dict | None = None
-    fault_kill_at_shard: int | None = None  # testing only: SIGKILL a worker once in this shard
-    fault_marker: str | None = None
+    batch_hook: BatchHook | None = None  # every worker runs it after each batch (a test seam: worker.BatchHook)
 
 
 @dataclass
@@ -144,7 +149,7 @@ def plan_store(cfg: ExtractConfig, manifest, weights_sha256: str):
     if cfg.preprocess not in ("fixed", "aspect"):
         raise ClipfeatError(f"unknown --preprocess {cfg.preprocess!r}; choose fixed or aspect")
     aspect = cfg.preprocess == "aspect"
-    panorama = manifest.dataset == "r2r"
+    panorama = manifest.layout == SKYBOX
     if panorama and aspect:
         raise ClipfeatError("R2R views are stored as fixed-size grids (36 per viewpoint): use --preprocess fixed")
     if panorama and cfg.decode == "cuda":
@@ -378,19 +383,15 @@ def run_extract(cfg: ExtractConfig) -> ExtractResult:
 
 
 def _run_shards(cfg: ExtractConfig, writer, manifest, todo: list[int], weights: str, pre: Preprocessor, result: ExtractResult) -> None:
-    from tqdm import tqdm
-
+    """Compute shards `todo` on Ray worker actors, which write them; their reports go into `result`."""
     ray = _start_ray(cfg.address)
-    from ray.exceptions import RayActorError, RayTaskError
-
     device, n_actors, threads = _placement(cfg, ray)
     n_actors = min(n_actors, len(todo))
     wcfg = WorkerConfig(
         store=cfg.out, root=os.path.abspath(cfg.root), spec=cfg.spec, preprocess=pre, weights=weights, device=device,
         threads=threads, batch_size=cfg.batch_size, storage_options=cfg.storage_options,
         decode_processes={"auto": None, "threads": False, "processes": True, "cuda": None}[cfg.decode],
-        gpu_jpeg=cfg.decode == "cuda",
-        fault_kill_at_shard=cfg.fault_kill_at_shard, fault_marker=cfg.fault_marker,
+        gpu_jpeg=cfg.decode == "cuda", batch_hook=cfg.batch_hook,
     )
     # Several shards per worker: while one runs the model, the others decode or write, so
     # neither the GPU nor the CPUs wait on the other.
@@ -402,80 +403,167 @@ def _run_shards(cfg: ExtractConfig, writer, manifest, todo: list[int], weights: 
         runtime_env={"env_vars": worker_env(device, local=not cfg.address)},
     )
     actors = [actor_cls.remote(wcfg) for _ in range(n_actors)]
-    fields = manifest.dataset == "r2r"  # panorama workers need the viewpoint, its pose and its layout
-    rows_of = {k: [(r, row.key, row.path, row.fields) if fields else (r, row.key, row.path)
-                   for r in writer.shard_rows(k) for row in (manifest.rows[r],)] for k in todo}
-    queue = list(todo)
-    attempts = {k: 0 for k in todo}
-    inflight: dict = {}  # ObjectRef -> (actor index, shard)
-    alive = set(range(n_actors))
-    deaths = [0] * n_actors
-    total = sum(len(rows_of[k]) for k in todo)
-    failures = 0
-    bar = None
+    work = _work_items(manifest, writer, todo)
+    queue = ShardQueue(todo, n_actors, per_actor=per_actor, retries=cfg.retries,
+                       submit=lambda a, k: actors[a].run.remote(k, work[k]))
+    progress = None
     t_start = t0 = time.perf_counter()
-
-    def submit(a: int) -> None:
-        k = queue.pop(0)
-        inflight[actors[a].run.remote(k, rows_of[k])] = (a, k)
-
     try:
         ray.get([a.pid.remote() for a in actors])  # every worker has its model loaded
         t0 = time.perf_counter()
         result.startup_s = t0 - t_start
-        bar = tqdm(total=total, unit="vp" if result.unit == "viewpoints" else "img", desc=f"extract {n_actors}x{device}",
-                   disable=not cfg.progress, dynamic_ncols=True, smoothing=0.1)
-        for a in list(alive):
-            for _ in range(per_actor):
-                if queue:
-                    submit(a)
-        while inflight:
-            ready, _ = ray.wait(list(inflight), num_returns=1, timeout=1.0)
+        progress = _Progress(result, items=sum(len(work[k]) for k in todo), shards=len(todo),
+                             desc=f"extract {n_actors}x{device}", enabled=cfg.progress)
+        queue.start()
+        while queue.running:
+            ready, _ = ray.wait(list(queue.running), num_returns=1, timeout=1.0)
             for ref in ready:
-                a, k = inflight.pop(ref)
-                try:
-                    rep: ShardReport = ray.get(ref)
-                except RayActorError as e:  # the process died (SIGKILL, OOM, node lost)
-                    attempts[k] += 1
-                    deaths[a] += 1
-                    result.worker_restarts += 1
-                    bar.write(f"worker {a} died during shard {k} ({type(e).__name__}); recomputing the shard")
-                    if attempts[k] > cfg.retries:
-                        raise JobFailedError(f"shard {k} failed {attempts[k]} times (its worker died each time); see the Ray logs") from None
-                    queue.insert(0, k)
-                    if deaths[a] > cfg.retries:  # Ray stops restarting it after max_restarts
-                        alive.discard(a)
-                    if not alive:
-                        raise JobFailedError("every worker died more than --retries times; see the Ray logs") from None
-                except RayTaskError as e:
-                    attempts[k] += 1
-                    cause = str(e.cause if hasattr(e, "cause") else e).splitlines()[-1]
-                    if attempts[k] > cfg.retries:
-                        raise JobFailedError(f"shard {k} failed {attempts[k]} times: {cause}") from None
-                    bar.write(f"shard {k} raised {cause}; retrying")
-                    queue.insert(0, k)
-                else:
-                    result.shards_done += 1
-                    result.computed += rep.items
-                    failures += len(rep.failed)
-                    for stage, s in rep.timings.items():
-                        result.timings[stage] = result.timings.get(stage, 0.0) + s
-                    log.info("shard %d: %d items, %d failed on %s; %s", k, rep.items, len(rep.failed), rep.worker,
-                             " ".join(f"{s}={v:.2f}s" for s, v in rep.timings.items()))
-                    bar.update(rep.items)
-                    bar.set_postfix(failed=failures, shards=f"{result.shards_done}/{len(todo)}", refresh=False)
-                if a in alive and queue:
-                    submit(a)
-            # Shards left queued while their actor was declared dead go to the survivors.
-            while queue and len(inflight) < per_actor * len(alive):
-                idle = min(alive, key=lambda i: sum(1 for x, _ in inflight.values() if x == i))
-                submit(idle)
+                _settle(ray, ref, queue, progress)
+            queue.rebalance()
     finally:
         result.seconds = time.perf_counter() - t0
-        if bar is not None:
-            bar.close()
+        if progress is not None:
+            progress.close()
         for actor in actors:
             ray.kill(actor, no_restart=True)
+
+
+def _work_items(manifest, writer, todo: list[int]) -> dict[int, list[WorkItem]]:
+    """Shard -> its rows as the workers take them. Panorama workers also get each row's fields:
+    the viewpoint, its pose, and whether its images are skybox faces or pre-rendered views."""
+    panorama = manifest.layout == SKYBOX
+    work = {}
+    for k in todo:
+        rows = ((r, manifest.rows[r]) for r in writer.shard_rows(k))
+        work[k] = [WorkItem(r, row.key, row.path, row.fields if panorama else None) for r, row in rows]
+    return work
+
+
+def _settle(ray, ref, queue: ShardQueue, progress: _Progress) -> None:
+    """Hand the outcome of one finished `run` call to the queue and the progress display."""
+    from ray.exceptions import RayActorError, RayTaskError
+
+    a, k = queue.take(ref)
+    try:
+        rep: ShardReport = ray.get(ref)
+    except RayActorError as e:  # the process died (SIGKILL, OOM, node lost)
+        progress.worker_died(a, k, e)
+        queue.worker_died(a, k)
+    except RayTaskError as e:  # `run` raised
+        cause = str(e.cause if hasattr(e, "cause") else e).splitlines()[-1]
+        queue.shard_raised(a, k, cause)
+        progress.note(f"shard {k} raised {cause}; retrying")
+    else:
+        progress.shard_done(k, rep)
+        queue.shard_done(a)
+
+
+class ShardQueue:
+    """The driver's scheduling, without Ray: which shards wait, which run on which actor, how
+    often each shard failed, and which actors Ray still restarts.
+
+    `submit(actor, shard)` starts a shard on an actor and returns what the driver waits on (a
+    Ray ObjectRef); the driver reports each outcome to `shard_done`, `worker_died` or
+    `shard_raised`, then calls `rebalance`. Every actor holds up to `per_actor` shards. A
+    failed shard goes back to the front of the queue, `retries` times at most: one more failure
+    fails the job. An actor whose deaths exceed `retries` (Ray's `max_restarts`) gets no more
+    shards; once no actor is left, the job fails.
+    """
+
+    def __init__(self, todo: list[int], actors: int, *, per_actor: int, retries: int,
+                 submit: Callable[[int, int], Any]) -> None:
+        self.waiting = list(todo)  # not submitted yet, next first
+        self.running: dict[Any, tuple[int, int]] = {}  # what `submit` returned -> (actor, shard)
+        self.attempts = dict.fromkeys(todo, 0)  # shard -> failed attempts
+        # One per shard an actor held when it died (each reports the death): a death with
+        # several shards in flight counts several times.
+        self.deaths = [0] * actors
+        self.alive = set(range(actors))  # actors that get shards
+        self.per_actor, self.retries = per_actor, retries
+        self._submit = submit
+
+    def start(self) -> None:
+        """Fill every actor's slots, actor by actor."""
+        for a in sorted(self.alive):
+            for _ in range(min(self.per_actor, len(self.waiting))):
+                self._send(a)
+
+    def take(self, ref: Any) -> tuple[int, int]:
+        """(actor, shard) of a finished submission, which no longer counts as running."""
+        return self.running.pop(ref)
+
+    def shard_done(self, a: int) -> None:
+        self._refill(a)
+
+    def worker_died(self, a: int, k: int) -> None:
+        self.deaths[a] += 1
+        self._retry(k, " (its worker died each time); see the Ray logs")
+        if self.deaths[a] > self.retries:  # Ray stops restarting it after max_restarts
+            self.alive.discard(a)
+        if not self.alive:
+            raise JobFailedError("every worker died more than --retries times; see the Ray logs") from None
+        self._refill(a)
+
+    def shard_raised(self, a: int, k: int, cause: str) -> None:
+        self._retry(k, f": {cause}")
+        self._refill(a)
+
+    def rebalance(self) -> None:
+        """Shards left queued while their actor was declared dead go to the least busy survivors."""
+        while self.waiting and len(self.running) < self.per_actor * len(self.alive):
+            self._send(min(self.alive, key=self._load))
+
+    def _retry(self, k: int, why: str) -> None:
+        self.attempts[k] += 1
+        if self.attempts[k] > self.retries:
+            raise JobFailedError(f"shard {k} failed {self.attempts[k]} times{why}") from None
+        self.waiting.insert(0, k)
+
+    def _refill(self, a: int) -> None:
+        """The actor that just finished a shard takes the next one, if it still gets shards."""
+        if a in self.alive and self.waiting:
+            self._send(a)
+
+    def _send(self, a: int) -> None:
+        k = self.waiting.pop(0)
+        self.running[self._submit(a, k)] = (a, k)
+
+    def _load(self, a: int) -> int:
+        return sum(1 for x, _ in self.running.values() if x == a)
+
+
+class _Progress:
+    """The job's progress bar, and the running totals of the shards' reports in `result`."""
+
+    def __init__(self, result: ExtractResult, *, items: int, shards: int, desc: str, enabled: bool) -> None:
+        from tqdm import tqdm
+
+        self.result, self.shards = result, shards
+        self.failed = 0  # rows that failed in this run's shards
+        self.bar = tqdm(total=items, unit="vp" if result.unit == "viewpoints" else "img", desc=desc,
+                        disable=not enabled, dynamic_ncols=True, smoothing=0.1)
+
+    def shard_done(self, k: int, rep: ShardReport) -> None:
+        res = self.result
+        res.shards_done += 1
+        res.computed += rep.items
+        self.failed += len(rep.failed)
+        for stage, s in rep.timings.items():
+            res.timings[stage] = res.timings.get(stage, 0.0) + s
+        log.info("shard %d: %d items, %d failed on %s; %s", k, rep.items, len(rep.failed), rep.worker,
+                 " ".join(f"{s}={v:.2f}s" for s, v in rep.timings.items()))
+        self.bar.update(rep.items)
+        self.bar.set_postfix(failed=self.failed, shards=f"{res.shards_done}/{self.shards}", refresh=False)
+
+    def worker_died(self, a: int, k: int, error: Exception) -> None:
+        self.result.worker_restarts += 1
+        self.note(f"worker {a} died during shard {k} ({type(error).__name__}); recomputing the shard")
+
+    def note(self, message: str) -> None:
+        self.bar.write(message)
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 def summarize(result: ExtractResult) -> str:

@@ -1,14 +1,16 @@
 """The work of one extraction worker, with no distribution in it: shard in, shard written.
 
     worker = ShardWorker(config)          # loads the model once
-    report = worker.run(k, rows)          # rows: [(global row, key, relative path), ...]
-                                          # panoramas: [(global row, key, path, manifest fields), ...]
+    report = worker.run(k, items)         # items: [WorkItem(global row, key, relative path), ...]
+                                          # panoramas: WorkItem(..., fields=the manifest row's fields)
 
 Within a shard, a thread pool reads, decodes and resizes images ahead of the model (a window
 of two batches), so CPU decoding overlaps the forward pass; the calling thread batches the
 ready images, runs the encoder, and fills the shard's arrays, which are written whole.
 `run` may be called from two threads at once (the Ray actor is threaded) so the next shard
 decodes while this one runs its last batches and writes; a lock keeps one forward at a time.
+`WorkerConfig.batch_hook`, None by default, runs after each batch: the seam where tests inject
+faults (tests/pipeline/faults.py kills the worker there).
 In `aspect` mode images are batched by identical input size (padding would change the
 convolutions' outputs at the borders), so a batch never mixes sizes.
 
@@ -24,20 +26,25 @@ directly.
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import threading
 import time
 from collections import deque
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from .encoder import EncoderSpec, load_encoder
 from .images import ImageError, Preprocessor
 
-__all__ = ["WorkerConfig", "ShardReport", "ShardWorker"]
+__all__ = ["BatchHook", "WorkerConfig", "WorkItem", "ShardReport", "ShardWorker"]
+
+# Called as hook(k) in the worker's process after each batch of shard k is encoded, before the
+# shard is written: a test seam (fault injection). Sent to the worker, so it must be picklable.
+BatchHook = Callable[[int], None]
 
 
 @dataclass(frozen=True)
@@ -53,8 +60,17 @@ class WorkerConfig:
     storage_options: dict | None = None
     decode_processes: bool | None = None  # decode in processes (no GIL); default: on GPU workers
     gpu_jpeg: bool = False  # decode JPEGs with nvjpeg and resize on the GPU (CUDA workers)
-    fault_kill_at_shard: int | None = None  # testing: SIGKILL this process once, mid-shard
-    fault_marker: str | None = None  # file that makes the fault fire only once
+    batch_hook: BatchHook | None = None  # run after each batch (see BatchHook); None: nothing
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    """One manifest row as the driver sends it to a worker (a shard is a list of them)."""
+
+    row: int  # global row: the store row its features go to
+    key: str  # the row's key, written to the store's `keys`
+    path: str  # relative to the dataset root: an image file, or a viewpoint's folder (panoramas)
+    fields: dict[str, Any] | None = None  # panoramas: the manifest row's fields (viewpoint, layout, pose)
 
 
 @dataclass
@@ -131,10 +147,10 @@ class ShardWorker:
     def pid(self) -> int:
         return os.getpid()
 
-    def _prepare(self, row: int, rel: str, fields: dict | None):
+    def _prepare(self, work: WorkItem) -> Future:
         if self.views:
-            return self.pool.submit(prepare_viewpoint, self.cfg.root, row, rel, fields or {})
-        return self.pool.submit(prepare_item, self.cfg.root, row, rel, self.cfg.preprocess, self.cfg.gpu_jpeg)
+            return self.pool.submit(prepare_viewpoint, self.cfg.root, work.row, work.path, work.fields or {})
+        return self.pool.submit(prepare_item, self.cfg.root, work.row, work.path, self.cfg.preprocess, self.cfg.gpu_jpeg)
 
     def _panorama_pixels(self, batch: list[_Item]):
         """Viewpoints -> uint8 [B * 36, H, W, 3] model input on the device: skybox faces
@@ -188,12 +204,12 @@ class ShardWorker:
         return (gpu_preprocess(images, self.cfg.preprocess) if images else None), kept
 
     # -- per shard ---------------------------------------------------------------------------
-    def run(self, k: int, rows: list[tuple[int, str, str]]) -> ShardReport:
-        """Extract shard `k` (its rows with their manifest paths) and write it whole."""
+    def run(self, k: int, items: Sequence[WorkItem]) -> ShardReport:
+        """Extract shard `k` (its rows, in order) and write it whole."""
         t_start = time.perf_counter()
         lay, bs = self.layout, self.items_per_batch
-        start = rows[0][0]
-        n = len(rows)
+        start = items[0].row
+        n = len(items)
         pooled = np.zeros((n,) + lay.item_shape("pooled"), np.float16)  # [n, (V,) D]
         grid = np.zeros((n,) + lay.item_shape("grid"), np.float16) if lay.has_grid else None  # [n, (V,) cells, C]
         grid_hw = np.zeros((n, 2), np.int32) if lay.variable_grid else None
@@ -231,21 +247,22 @@ class ShardWorker:
                     grid_hw[idx] = (h, w)
                 else:
                     grid[idx] = g
-            self._maybe_fault(k)
+            if self.cfg.batch_hook is not None:
+                self.cfg.batch_hook(k)
 
         # Decode runs `window` items ahead of the model; results are consumed in row order.
         window = 2 * bs
         pending: deque = deque()
-        todo = ((r[0], r[2], r[3] if len(r) > 3 else None) for r in rows)  # (row, path, fields)
+        todo = iter(items)
         buckets: dict[tuple, list[_Item]] = {}
-        for row, rel, fields in _take(todo, window):
-            pending.append(self._prepare(row, rel, fields))
+        for work in _take(todo, window):
+            pending.append(self._prepare(work))
         while pending:
             t0 = time.perf_counter()
             item = pending.popleft().result()
             t["wait"] += time.perf_counter() - t0
-            for row, rel, fields in _take(todo, 1):
-                pending.append(self._prepare(row, rel, fields))
+            for work in _take(todo, 1):
+                pending.append(self._prepare(work))
             t["read"] += item.read_s
             t["decode"] += item.decode_s
             if item.error is not None:
@@ -260,22 +277,10 @@ class ShardWorker:
             forward(bucket)
 
         status = self.writer.write_shard(
-            k, pooled=pooled, grid=grid, grid_hw=grid_hw, keys=[r[1] for r in rows], failed=report.failed, timings=t,
+            k, pooled=pooled, grid=grid, grid_hw=grid_hw, keys=[w.key for w in items], failed=report.failed, timings=t,
         )
         report.timings = dict(status.timings, total=time.perf_counter() - t_start)
         return report
-
-    def _maybe_fault(self, k: int) -> None:
-        """Testing hook: die like an OOM-killed or preempted worker, once, inside shard k."""
-        cfg = self.cfg
-        if cfg.fault_kill_at_shard != k or not cfg.fault_marker:
-            return
-        try:
-            fd = os.open(cfg.fault_marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            return
-        os.close(fd)
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def prepare_item(root: str, row: int, rel: str, preprocess: Preprocessor, gpu_jpeg: bool = False) -> _Item:
@@ -370,7 +375,7 @@ def _pid(_: int) -> int:
     return os.getpid()
 
 
-def _take(it, n: int):
+def _take(it: Iterator[WorkItem], n: int) -> Iterator[WorkItem]:
     for _ in range(n):
         nxt = next(it, None)
         if nxt is None:

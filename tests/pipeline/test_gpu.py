@@ -41,7 +41,7 @@ def test_worker_gpu_jpeg_matches_cpu_path(tiny_models, synthetic_coco, tmp_path)
     from clipfeat.features.writer import create_store
     from clipfeat.manifests import scan
     from clipfeat.pipeline.job import ExtractConfig, plan_store
-    from clipfeat.pipeline.worker import ShardWorker, WorkerConfig
+    from clipfeat.pipeline.worker import ShardWorker, WorkerConfig, WorkItem
 
     root = tmp_path / "coco"
     shutil.copytree(synthetic_coco, root)
@@ -59,7 +59,7 @@ def test_worker_gpu_jpeg_matches_cpu_path(tiny_models, synthetic_coco, tmp_path)
         create_store(cfg.out, meta=meta, keys=manifest.keys).close()
         w = ShardWorker(WorkerConfig(store=cfg.out, root=str(root), spec=spec, preprocess=pre, device="cuda", threads=4,
                                      batch_size=8, gpu_jpeg=mode == "cuda"))
-        rows = [(i, r.key, r.path) for i, r in enumerate(manifest.rows)]
+        rows = [WorkItem(i, r.key, r.path) for i, r in enumerate(manifest.rows)]
         rep = w.run(0, rows)
         out[mode] = (rep.failed, open_store(cfg.out, allow_partial=True))
     assert out["cpu"][0].keys() == out["cuda"][0].keys() and len(out["cpu"][0]) == 2

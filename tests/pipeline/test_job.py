@@ -1,5 +1,6 @@
 """The extraction job end to end on Ray: synthetic COCO/VG layouts, the real COCO sample,
-resume, faults (worker SIGKILL, driver SIGKILL, broken files) and user errors."""
+resume, faults (worker SIGKILL, a shard that raises, driver SIGKILL, broken files) and user
+errors; the driver's scheduling (`ShardQueue`) without Ray."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ import pytest
 from clipfeat.features import ClipfeatError, open_store
 from clipfeat.features.verify import verify_store as _verify
 from clipfeat.manifests import scan
-from clipfeat.pipeline.job import ExtractConfig, JobFailedError, run_extract
+from clipfeat.pipeline.job import ExtractConfig, JobFailedError, ShardQueue, run_extract
+from tests.pipeline.faults import raise_in, sigkill_once
 
 pytestmark = pytest.mark.slow
 
@@ -131,10 +133,19 @@ def test_worker_sigkill_mid_job(ray_local, tiny_models, synthetic_coco, tmp_path
     clean = tmp_path / "clean.zarr"
     run_extract(_cfg(spec, synthetic_coco, clean))
     marker = tmp_path / "killed-once"
-    res = run_extract(_cfg(spec, synthetic_coco, tmp_path / "f.zarr", fault_kill_at_shard=2, fault_marker=str(marker)))
+    res = run_extract(_cfg(spec, synthetic_coco, tmp_path / "f.zarr", batch_hook=sigkill_once(shard=2, marker=str(marker))))
     assert marker.exists() and res.worker_restarts >= 1
     assert _verify_ok(str(tmp_path / "f.zarr"))
     _assert_same_store(clean, tmp_path / "f.zarr")
+
+
+def test_shard_that_raises_is_retried_then_fails_the_job(ray_local, tiny_models, synthetic_coco, tmp_path):
+    cfg = _cfg(tiny_models["tinyrn"], synthetic_coco, tmp_path / "r.zarr", splits=("val2014",), workers=1, retries=1,
+               batch_hook=raise_in(shard=1))
+    with pytest.raises(JobFailedError, match="^shard 1 failed 2 times: injected fault in shard 1$"):
+        run_extract(cfg)
+    s = open_store(str(tmp_path / "r.zarr"), allow_partial=True)
+    assert s.meta.status == "writing" and s.done_shards() == [0]  # the other shard is kept for a rerun
 
 
 def test_driver_sigkill_then_resume(ray_local, tiny_models, tmp_path):
@@ -283,3 +294,63 @@ def test_decode_threads_yield_to_the_model():
     t.start()
     t.join()
     assert seen == [os.SCHED_IDLE]
+
+
+class _FakeActors:
+    """ShardQueue's `submit`: records (actor, shard) and returns a fresh reference."""
+
+    def __init__(self):
+        self.sent: list[tuple[int, int]] = []
+
+    def __call__(self, a: int, k: int) -> object:
+        self.sent.append((a, k))
+        return object()
+
+
+def _ref_of(queue: ShardQueue, a: int, k: int) -> object:
+    return next(ref for ref, ak in queue.running.items() if ak == (a, k))
+
+
+def test_shard_queue_fills_actors_and_retries_raised_shards_first():
+    sent = _FakeActors()
+    q = ShardQueue([0, 1, 2, 3, 4], 2, per_actor=2, retries=1, submit=sent)
+    q.start()
+    assert sent.sent == [(0, 0), (0, 1), (1, 2), (1, 3)] and q.waiting == [4]
+    q.shard_raised(*q.take(_ref_of(q, 0, 1)), "ValueError: boom")  # back to the front, on the same actor
+    assert sent.sent[-1] == (0, 1) and q.waiting == [4] and q.attempts[1] == 1
+    q.take(_ref_of(q, 1, 2))
+    q.shard_done(1)
+    assert sent.sent[-1] == (1, 4) and q.waiting == []
+    with pytest.raises(JobFailedError, match="^shard 1 failed 2 times: ValueError: boom$"):
+        q.shard_raised(*q.take(_ref_of(q, 0, 1)), "ValueError: boom")
+
+
+def test_shard_queue_moves_a_dead_actors_shards_to_the_survivors():
+    sent = _FakeActors()
+    q = ShardQueue([0, 1, 2, 3], 2, per_actor=2, retries=1, submit=sent)
+    q.start()
+    for k in (2, 3):  # actor 1 finishes its shards while nothing waits
+        q.take(_ref_of(q, 1, k))
+        q.shard_done(1)
+    q.worker_died(*q.take(_ref_of(q, 0, 0)))  # Ray restarts actor 0: it gets shard 0 again
+    assert q.alive == {0, 1} and sent.sent[-1] == (0, 0) and q.attempts[0] == 1
+    q.worker_died(*q.take(_ref_of(q, 0, 1)))  # more deaths than retries: Ray gives up on it
+    assert q.alive == {1} and q.waiting == [1]
+    q.rebalance()
+    assert sent.sent[-1] == (1, 1) and q.waiting == []
+    with pytest.raises(JobFailedError, match=r"^shard 0 failed 2 times \(its worker died each time\); see the Ray logs$"):
+        q.worker_died(*q.take(_ref_of(q, 0, 0)))
+
+
+def test_shard_queue_fails_the_job_when_retries_run_out():
+    q = ShardQueue([0, 1], 1, per_actor=2, retries=0, submit=_FakeActors())
+    q.start()
+    with pytest.raises(JobFailedError, match="^shard 0 failed 1 times"):
+        q.worker_died(*q.take(_ref_of(q, 0, 0)))
+    q = ShardQueue([0, 1], 1, per_actor=1, retries=1, submit=_FakeActors())
+    q.start()
+    q.worker_died(*q.take(_ref_of(q, 0, 0)))  # dies in shard 0, which then succeeds
+    q.take(_ref_of(q, 0, 0))
+    q.shard_done(0)
+    with pytest.raises(JobFailedError, match="^every worker died more than --retries times"):
+        q.worker_died(*q.take(_ref_of(q, 0, 1)))  # and dies again in shard 1
