@@ -2,16 +2,18 @@
 
     python -m clipfeat.apps.demo [--dir demo] [--model RN50] [--pretrained openai] [--quick]
 
-1. Writes three small datasets in their real on-disk layouts under DIR/data: COCO 2014 (images
+1. Writes small datasets in their real on-disk layouts under DIR/data: COCO 2014 (images
    of coloured shapes, captions, VQA v2 questions), Visual Genome (`image_data.json`,
-   `VG_100K*/`), and Matterport/R2R (connectivity graphs, skyboxes, `R2R_*.json` instructions:
-   every viewpoint's neighbours show as coloured landmarks in its panorama, and instructions
-   name the landmarks along the path).
+   `VG_100K*/`) with GQA's balanced question files about its images, Flickr30k
+   (`flickr30k-images/`, Karpathy's `dataset_flickr30k.json`), and Matterport/R2R
+   (connectivity graphs, skyboxes, `R2R_*.json` instructions: every viewpoint's neighbours
+   show as coloured landmarks in its panorama, and instructions name the landmarks along the path).
 2. `clipfeat extract` on each through a local Ray (R2R: skyboxes rendered into 36 views per
    viewpoint), then `clipfeat info` and `clipfeat verify`.
-3. Trains VQA (BUTD), captioning (Transformer, cross-entropy) and navigation (EnvDrop-style
-   follower) for short schedules, scores them with `clipfeat eval`, and prints a summary of
-   the stores, metrics, run folders and plots.
+3. Trains VQA (BUTD), captioning (Transformer, cross-entropy), navigation (EnvDrop-style
+   follower), GQA (BUTD on the VG store) and captioning on Flickr30k for short schedules,
+   scores them with `clipfeat eval`, and prints a summary of the stores, metrics, run folders
+   and plots.
 
 Without --pretrained the encoder's weights are a fixed random initialisation saved to
 DIR/MODEL-random.pt (this machine may have no internet): the pipeline, the stores and every
@@ -36,18 +38,21 @@ __all__ = ["main", "paint_skyboxes"]
 
 # (full, quick) sizes
 COCO = ({"train2014": 48, "val2014": 16}, {"train2014": 16, "val2014": 8})
-VG = (32, 8)
+VG = (96, 12)  # also GQA's images: its questions come with the VG layout
+FLICKR30K = (48, 12)
 R2R_SCANS = (6, 3)  # the last one is the unseen-house validation scan
 R2R_SIDE = (3, 2)  # viewpoints per scan: side x side
 R2R_PATHS = (100, 8)  # paths (one instruction each) per scan
 R2R_LANDMARKS = 10  # landmark kinds (each a distinct colour), so each recurs across the training houses
 SCHEDULES = (  # --set overrides of each trainer
     {"vqa": ["epochs=8", "batch_size=64", "warmup_steps=10"],
+     "gqa": ["epochs=8", "batch_size=64", "warmup_steps=10"],
      "caption": ["epochs=30", "batch_size=8", "warmup_steps=20", "d_model=128", "ff_dim=256", "enc_layers=1", "dec_layers=2",
                  "heads=4", "min_word_count=2", "eval_split=val", "predict_splits=test"],
      "nav": ["epochs=15", "batch_size=16", "hidden=256", "word_dim=64", "angle_size=32", "min_word_count=1", "lr=1e-3",
              "feat_dropout=0.1"]},
     {"vqa": ["epochs=1", "batch_size=32", "warmup_steps=1"],
+     "gqa": ["epochs=1", "batch_size=32", "warmup_steps=1"],
      "caption": ["epochs=1", "batch_size=8", "warmup_steps=1", "d_model=32", "ff_dim=64", "enc_layers=1", "dec_layers=1",
                  "heads=2", "min_word_count=1", "eval_split=val", "predict_splits=test", "beam_size=2"],
      "nav": ["epochs=1", "batch_size=8", "hidden=32", "word_dim=16", "angle_size=8", "min_word_count=1"]},
@@ -71,16 +76,17 @@ def main(argv: list[str] | None = None) -> int:
 
     data = write_data(d / "data", q)
     weights = _weights(args, d)
-    stores = {name: str(d / f"{name}-{args.model}.zarr") for name in ("coco", "vg", "r2r")}
-    runs = {task: str(d / "runs" / task) for task in ("vqa", "caption", "nav")}
+    stores = {name: str(d / f"{name}-{args.model}.zarr") for name in ("coco", "vg", "r2r", "flickr30k")}
+    runs = {task: str(d / "runs" / task) for task in ("vqa", "caption", "nav", "gqa", "caption-flickr30k")}
     extract = ["--model", args.model, *weights, "--device", "auto", "--batch-size", "16"]
-    coco, vg, r2r = data["coco"], data["vg"], data["r2r"]
+    coco, vg, r2r, gqa, flickr = data["coco"], data["vg"], data["r2r"], data["gqa"], data["flickr30k"]
     steps = [
         ["extract", "--dataset", "coco", "--root", coco, "--out", stores["coco"], "--shard-size", "16", *extract],
         ["extract", "--dataset", "vg", "--root", vg, "--out", stores["vg"], "--shard-size", "16", *extract],
         # R2R: a viewpoint is 36 views, so a batch of 72 views is two viewpoints
         ["extract", "--dataset", "r2r", "--root", r2r, "--out", stores["r2r"], "--shard-size", "4",
          *extract[:-2], "--batch-size", "72"],
+        ["extract", "--dataset", "flickr30k", "--root", flickr, "--out", stores["flickr30k"], "--shard-size", "16", *extract],
         *(["info", s] for s in stores.values()),
         *(["verify", s] for s in stores.values()),
         ["train", "vqa", "--features", stores["coco"], "--data", coco, *_out(runs["vqa"]), "--set", *SCHEDULES[q]["vqa"]],
@@ -91,6 +97,13 @@ def main(argv: list[str] | None = None) -> int:
         ["train", "nav", "--features", stores["r2r"], "--data", r2r, *_out(runs["nav"]), "--set", *SCHEDULES[q]["nav"]],
         ["eval", "nav", "--results", f"{runs['nav']}/predictions_val_unseen.json", "--split-file", f"{r2r}/R2R_val_unseen.json",
          "--connectivity", f"{r2r}/connectivity"],
+        # the registries' proofs: a task added as one package (GQA, on the VG store) and a
+        # dataset added as one module (Flickr30k, captioned by the caption task)
+        ["train", "gqa", "--features", stores["vg"], "--data", gqa, *_out(runs["gqa"]), "--set", *SCHEDULES[q]["gqa"]],
+        ["eval", "gqa", "--results", f"{runs['gqa']}/predictions_testdev.json",
+         "--questions", f"{gqa}/testdev_balanced_questions.json"],
+        ["train", "caption", "--features", stores["flickr30k"], "--data", f"{flickr}/dataset_flickr30k.json",
+         *_out(runs["caption-flickr30k"]), "--set", *SCHEDULES[q]["caption"], "train_splits=train"],
     ]
     for step in steps:
         print("\n$ clipfeat " + " ".join(step), flush=True)
@@ -104,17 +117,20 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def write_data(root: Path, quick: int) -> dict[str, str]:
-    """The three synthetic datasets under root (kept when present); name -> dataset root."""
-    from clipfeat.manifests.synthetic import make_coco, make_vg
+    """The synthetic datasets under root (kept when present); name -> dataset root."""
+    from clipfeat.manifests.synthetic import make_coco, make_flickr30k, make_vg
     from clipfeat.trainers.nav.synthetic import make_nav_task
 
-    out = {name: str(root / name) for name in ("coco", "vg", "r2r")}
+    out = {name: str(root / name) for name in ("coco", "vg", "r2r", "gqa", "flickr30k")}
     if not os.path.isdir(os.path.join(out["coco"], "val2014")):
         print(f"writing a synthetic COCO 2014 layout to {out['coco']}")
         make_coco(out["coco"], splits=COCO[quick])
-    if not os.path.isfile(os.path.join(out["vg"], "image_data.json")):
-        print(f"writing a synthetic Visual Genome layout to {out['vg']}")
-        make_vg(out["vg"], count=VG[quick])
+    if not os.path.isfile(os.path.join(out["gqa"], "testdev_balanced_questions.json")):
+        print(f"writing a synthetic Visual Genome layout to {out['vg']} and GQA questions about it to {out['gqa']}")
+        make_vg(out["vg"], count=VG[quick], gqa=out["gqa"])
+    if not os.path.isfile(os.path.join(out["flickr30k"], "dataset_flickr30k.json")):
+        print(f"writing a synthetic Flickr30k layout to {out['flickr30k']}")
+        make_flickr30k(out["flickr30k"], n_images=FLICKR30K[quick])
     if not os.path.isfile(os.path.join(out["r2r"], "R2R_val_unseen.json")):
         print(f"writing a synthetic Matterport/R2R layout to {out['r2r']} (skyboxes, graphs, instructions)")
         task = make_nav_task(out["r2r"], store=False, scans=R2R_SCANS[quick], unseen=1, side=R2R_SIDE[quick],
@@ -176,8 +192,13 @@ def summary(stores: dict[str, str], runs: dict[str, str]) -> str:
     nav = _best_eval(runs["nav"], "success_rate")
     lines.append(f"  navigation         val_unseen (a new house) success rate {nav['success_rate']:.2f}, SPL {nav['spl']:.2f}, "
                  f"navigation error {nav['nav_error']:.1f} m")
+    gqa = _best_eval(runs["gqa"], "accuracy")
+    lines.append(f"  GQA (BUTD, VG)     val accuracy {gqa['accuracy']:.2f} (binary {gqa['binary']:.2f}, open {gqa['open']:.2f}; "
+                 f"answer prior: {gqa['baseline']:.2f})")
+    fl = _best_eval(runs["caption-flickr30k"], "CIDEr")
+    lines.append(f"  Flickr30k captions val CIDEr-D {100 * fl['CIDEr']:.1f} (best fixed caption: {100 * fl['baseline']:.1f})")
     lines += ["", "run folders (config.json, metrics.jsonl, checkpoints, predictions, curve.png)"]
-    lines += [f"  {task:<8} {path:<40} plot: {path}/curve.png" for task, path in runs.items()]
+    lines += [f"  {task:<17} {path:<40} plot: {path}/curve.png" for task, path in runs.items()]
     lines.append("=" * 78)
     return "\n".join(lines)
 

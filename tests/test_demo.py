@@ -27,23 +27,28 @@ def test_demo_runs_every_stage_and_resumes(ray_local, tiny_models, tmp_path, cap
     # the three datasets in their real layouts, extracted into verified stores
     assert (d / "data" / "coco" / "val2014").is_dir() and (d / "data" / "vg" / "image_data.json").is_file()
     assert (d / "data" / "r2r" / "v1" / "scans").is_dir() and (d / "data" / "r2r" / "R2R_val_unseen.json").is_file()
-    sizes = {"coco": 24, "vg": 8, "r2r": 3 * 4}
+    assert (d / "data" / "gqa" / "testdev_balanced_questions.json").is_file()
+    assert (d / "data" / "flickr30k" / "dataset_flickr30k.json").is_file()
+    sizes = {"coco": 24, "vg": 12, "r2r": 3 * 4, "flickr30k": 12}
     for name, n in sizes.items():
         url = str(d / f"{name}-tinyvit.zarr")
         st = open_store(url)
         assert len(st) == n and st.meta.status == "complete" and verify_store(url, progress=False).ok
         assert st.meta.layout.views == (36 if name == "r2r" else None)
 
-    # three trained runs with their plots and predictions, each scored by `clipfeat eval`
+    # the trained runs with their plots and predictions, each scored by `clipfeat eval`
     for task, preds in (("vqa", "predictions_val2014.json"), ("caption", "predictions_test.json"),
-                        ("nav", "predictions_val_unseen.json")):
+                        ("nav", "predictions_val_unseen.json"), ("gqa", "predictions_testdev.json"),
+                        ("caption-flickr30k", "predictions_test.json")):
         run = d / "runs" / task
         assert (run / "curve.png").is_file() and (run / "ckpt_best.pt").is_file() and (run / preds).is_file()
     assert json.loads((d / "runs" / "caption" / "scores_test.json").read_text())["CIDEr"] >= 0
-    for command in ("clipfeat extract --dataset r2r", "clipfeat info", "clipfeat verify", "clipfeat eval vqa",
-                    "clipfeat eval caption", "clipfeat eval nav"):
+    for command in ("clipfeat extract --dataset r2r", "clipfeat extract --dataset flickr30k", "clipfeat info",
+                    "clipfeat verify", "clipfeat eval vqa", "clipfeat eval caption", "clipfeat eval nav",
+                    "clipfeat train gqa", "clipfeat eval gqa"):
         assert f"$ {command}" in out
     assert "clipfeat demo: summary" in out and "val_unseen (a new house) success rate" in out and "curve.png" in out
+    assert "GQA (BUTD, VG)     val accuracy" in out and "Flickr30k captions val CIDEr-D" in out
     summary = out[out.index("clipfeat demo: summary"):]
     assert all(f"{name}-tinyvit.zarr" in summary for name in sizes)
 
@@ -51,5 +56,5 @@ def test_demo_runs_every_stage_and_resumes(ray_local, tiny_models, tmp_path, cap
     mtimes = {p: os.path.getmtime(p) for p in (d / "runs").rglob("ckpt_best.pt")}
     assert main(argv) == 0
     out = capsys.readouterr().out
-    assert out.count("computed 0 in 0 shards") == 3
+    assert out.count("computed 0 in 0 shards") == len(sizes)
     assert {p: os.path.getmtime(p) for p in mtimes} == mtimes

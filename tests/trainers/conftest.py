@@ -33,17 +33,18 @@ def coco_data(tmp_path_factory, tiny_models, ray_local):
 @pytest.fixture
 def run_killed():
     """run_killed(module, argv): `module.main(argv)` in a subprocess that SIGKILLs itself right
-    after epoch 1's checkpoint (the trainer core's fault hook), as a crash would."""
-    import os
+    after epoch 1's checkpoint, as a crash would. The kill is a hook on the loop's test seam
+    (`trainers.loop.EPOCH_END_HOOKS`), installed only in that subprocess."""
     import subprocess
     import sys
 
-    from clipfeat.trainers.core import FAULT_ENV
-
     def run(module: str, argv: list[str]) -> None:
-        code = f"from {module} import main; main({argv!r})"
-        proc = subprocess.run([sys.executable, "-c", code], env={**os.environ, FAULT_ENV: "1"}, capture_output=True,
-                              text=True)
+        code = ("import os, signal\n"
+                "from clipfeat.trainers import loop\n"
+                "loop.EPOCH_END_HOOKS.append(lambda epoch: epoch == 1 and os.kill(os.getpid(), signal.SIGKILL))\n"
+                f"from {module} import main\n"
+                f"main({argv!r})\n")
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
         assert proc.returncode == -9, proc.stderr[-2000:]
 
     return run
