@@ -26,7 +26,8 @@ from clipfeat.trainers.caption.data import (
 from clipfeat.trainers.caption.decoding import beam_search, greedy, sample, sequence_logprobs
 from clipfeat.trainers.caption.models import CaptionModel
 from clipfeat.trainers.caption.train import main
-from clipfeat.trainers.core import ConfigError, load_checkpoint
+from clipfeat.trainers.config import ConfigError
+from clipfeat.trainers.rundir import load_checkpoint
 
 # A small model and schedule for 2 CPU cores; the defaults are the papers' sizes.
 SMALL = ["d_model=64", "enc_layers=1", "dec_layers=1", "heads=4", "ff_dim=128", "batch_size=20", "warmup_steps=50",

@@ -12,7 +12,8 @@ from click.testing import CliRunner
 
 from clipfeat.features import open_store
 from clipfeat.pipeline.cli import cli
-from clipfeat.trainers.core import ConfigError, load_checkpoint
+from clipfeat.trainers.config import ConfigError
+from clipfeat.trainers.rundir import load_checkpoint
 from clipfeat.trainers.nav import evaluate
 from clipfeat.trainers.nav.data import PanoFeatures, load_split, tokenize
 from clipfeat.trainers.nav.env import MAX_STEPS, World, make_batch

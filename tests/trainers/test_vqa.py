@@ -12,16 +12,17 @@ from click.testing import CliRunner
 
 from clipfeat.features import open_store
 from clipfeat.pipeline.cli import cli
-from clipfeat.trainers.core import ConfigError, TrainConfig, apply_overrides, load_checkpoint, parse_args
+from clipfeat.trainers.config import ConfigError, TrainConfig
+from clipfeat.trainers.rundir import load_checkpoint
 from clipfeat.trainers.vqa import evaluate
 from clipfeat.trainers.vqa.data import build_answer_vocab, build_question_vocab, encode_split, load_split, tokenize
 from clipfeat.trainers.vqa.models import BUTD, MCAN
-from clipfeat.trainers.vqa.train import VQAConfig, main
+from clipfeat.trainers.vqa.train import main
 
 # Small models and schedules for 2 CPU cores; the defaults are the papers' sizes.
-BUTD_SMALL = ["hidden=128", "word_dim=64", "batch_size=64", "min_answer_count=1", "warmup_steps=20"]
-MCAN_SMALL = ["model=mcan", "d_model=64", "layers=1", "heads=4", "ff_dim=128", "word_dim=64", "batch_size=64",
-              "min_answer_count=1", "warmup_steps=20", "lr=1e-3"]
+BUTD_SMALL = ["butd.hidden=128", "butd.word_dim=64", "batch_size=64", "min_answer_count=1", "warmup_steps=20"]
+MCAN_SMALL = ["model=mcan", "mcan.d_model=64", "mcan.layers=1", "mcan.heads=4", "mcan.ff_dim=128", "mcan.word_dim=64",
+              "batch_size=64", "min_answer_count=1", "warmup_steps=20", "lr=1e-3"]
 
 
 def _train(coco_data, out, sets, *extra):
@@ -35,7 +36,7 @@ def _train(coco_data, out, sets, *extra):
 def test_optimizer_decays_weight_matrices_only_and_fused_matches_the_reference_update():
     """make_optimizer: weight decay on weight matrices only (not biases, norms, embeddings); the
     fused AdamW it picks on CPU makes the same update as torch's reference implementation."""
-    from clipfeat.trainers.core import make_optimizer
+    from clipfeat.trainers.optim import make_optimizer
 
     torch.manual_seed(0)
     model = BUTD(vocab_size=20, num_answers=7, channels=12, word_dim=8, hidden=16)
@@ -58,22 +59,6 @@ def test_optimizer_decays_weight_matrices_only_and_fused_matches_the_reference_u
             o.step()
     for (n, p), q in zip(model.named_parameters(), ref_model.parameters()):
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6, msg=n)
-
-
-def test_config_overrides_types_and_unknown_keys(tmp_path):
-    cfg = apply_overrides(VQAConfig(), {"epochs": "3", "lr": "2e-3", "amp": "false", "train_splits": "train2014,val2014"})
-    assert (cfg.epochs, cfg.lr, cfg.amp, cfg.train_splits) == (3, 2e-3, False, ("train2014", "val2014"))
-    with pytest.raises(ConfigError, match="did you mean epochs"):
-        apply_overrides(VQAConfig(), {"epoch": "3"})
-    with pytest.raises(ConfigError, match="not a valid int"):
-        apply_overrides(TrainConfig(), {"epochs": "three"})
-    f = tmp_path / "c.json"
-    f.write_text(json.dumps({"epochs": 2, "model": "mcan"}))
-    args = parse_args(["--features", "s.zarr", "--data", "d", "--config", str(f), "--set", "epochs=5"], VQAConfig,
-                      prog="t", description="")
-    assert (args.config.epochs, args.config.model, args.config.features) == (5, "mcan", "s.zarr")  # --set wins
-    with pytest.raises(ConfigError, match="--features is required"):
-        parse_args(["--data", "d"], VQAConfig, prog="t", description="")
 
 
 def test_cli_reports_bad_config_in_one_line(coco_data, tmp_path):
@@ -140,7 +125,7 @@ def test_models_ignore_padding_cells(cls):
 def test_training_step_under_the_trainers_autocast(cls):
     """One training step in the trainer's precision (bfloat16 autocast where the CPU has it),
     dropout on, padded cells: a finite loss and a gradient for every parameter."""
-    from clipfeat.trainers.core import autocast
+    from clipfeat.trainers.device import autocast
     from clipfeat.trainers.vqa.train import vqa_loss
 
     torch.manual_seed(0)
@@ -163,7 +148,7 @@ def test_training_step_under_the_trainers_autocast(cls):
 @pytest.mark.slow
 # tiny MCAN: float32 and no dropout (CPU dropout draws and bfloat16 flash-attention backward
 # cost more than this model's matmuls: 62 -> 48 s); BUTD keeps the bfloat16 + dropout path covered
-@pytest.mark.parametrize("model,sets", [("butd", BUTD_SMALL + ["epochs=20"]), ("mcan", MCAN_SMALL + ["epochs=18", "dropout=0", "amp=false"])])
+@pytest.mark.parametrize("model,sets", [("butd", BUTD_SMALL + ["epochs=20"]), ("mcan", MCAN_SMALL + ["epochs=18", "mcan.dropout=0", "amp=false"])])
 def test_learns_beyond_the_answer_prior(coco_data, tmp_path, model, sets):
     """Held-out accuracy beats the best answer-prior baseline (most common answer per
     question type) by 20+ points: the model reads the image through the cached grid."""
