@@ -1,5 +1,9 @@
 """Shared test helpers: tiny stores with known values written through the real writer, tiny
-random open_clip models (configs + checkpoints), and one local Ray for the whole session."""
+random open_clip models (configs + checkpoints), and one local Ray for the whole session.
+
+`CLIPFEAT_TEST_BF16=0 make test` runs every trainer as on a CPU without native bfloat16
+(autocast off: float32 throughout), whatever this CPU has; unset, the trainers use what the
+CPU offers (`amp` on by default). CI and the closing notes run the suite both ways."""
 
 from __future__ import annotations
 
@@ -14,6 +18,20 @@ import pytest
 warnings.filterwarnings("ignore", module="zarr")
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _cpu_bf16_switch():
+    """CLIPFEAT_TEST_BF16=0: the trainers see a CPU without native bfloat16 (see the docstring)."""
+    if os.environ.get("CLIPFEAT_TEST_BF16") != "0":
+        yield
+        return
+    from clipfeat.trainers import device
+
+    saved = device._cpu_has_bf16
+    device._cpu_has_bf16 = lambda: False
+    yield
+    device._cpu_has_bf16 = saved
 
 
 def build_store(

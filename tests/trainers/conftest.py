@@ -40,7 +40,8 @@ def run_killed():
 
     def run(module: str, argv: list[str]) -> None:
         code = ("import os, signal\n"
-                "from clipfeat.trainers import loop\n"
+                "from clipfeat.trainers import device, loop\n"
+                "if os.environ.get('CLIPFEAT_TEST_BF16') == '0': device._cpu_has_bf16 = lambda: False\n"
                 "loop.EPOCH_END_HOOKS.append(lambda epoch: epoch == 1 and os.kill(os.getpid(), signal.SIGKILL))\n"
                 f"from {module} import main\n"
                 f"main({argv!r})\n")
