@@ -77,16 +77,20 @@ class EncoderInfo:
 
 @dataclass(frozen=True)
 class PreprocessInfo:
-    mode: Literal["fixed", "aspect", "unknown"] = "fixed"
+    mode: Literal["fixed", "aspect", "squash", "unknown"] = "fixed"
     size: int | None = None  # fixed: square input side
-    shorter_side: int | None = None  # aspect: resize shorter side to this
-    max_side: int | None = None  # aspect: cap on the longer side
+    shorter_side: int | None = None  # aspect, squash: resize shorter side to this
+    max_side: int | None = None  # aspect, squash: cap on the longer side
     interpolation: str = "bicubic"
     mean: tuple[float, ...] = ()
     std: tuple[float, ...] = ()
     # panorama stores: how the V views were made, e.g. "matterport-skybox bilinear 640x480 vfov60"
     # (rendered by clipfeat.pipeline.panorama) or "prerendered 640x480" (the user's images)
     render: str | None = None
+    # squash: the fixed input every image is resized to after the shorter-side resize
+    height: int | None = None
+    width: int | None = None
+    preset: str | None = None  # the `clipfeat extract --preset` these values come from
 
 
 @dataclass(frozen=True)
@@ -251,7 +255,7 @@ def compute_store_id(
         "model": encoder.model,
         "pretrained": encoder.pretrained,
         "weights_sha256": encoder.weights_sha256,
-        "preprocess": _without_none(dataclasses.asdict(preprocess), "render"),
+        "preprocess": _without_none(dataclasses.asdict(preprocess), "render", "height", "width", "preset"),
         "layout": dataclasses.asdict(layout),
         "shard_size": shard_size,
     }

@@ -406,10 +406,12 @@ class Encoder:
         return out[0]  # [B, D]: the mean token's output
 
 
-def load_encoder(spec: EncoderSpec, *, device: str = "cpu", weights: str | None = None) -> Encoder:
+def load_encoder(spec: EncoderSpec, *, device: str = "cpu", weights: str | None = None,
+                 mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None) -> Encoder:
     """Create the model and load its weights (`weights`: a resolved local file, else from spec).
 
-    Half precision on CUDA, float32 on CPU.
+    Half precision on CUDA, float32 on CPU. mean/std: normalisation other than the model's
+    open_clip config (a preset's), or None.
     """
     import open_clip
     import torch
@@ -428,4 +430,4 @@ def load_encoder(spec: EncoderSpec, *, device: str = "cpu", weights: str | None 
     model = model.to(device=device, dtype=torch.float16 if half else torch.float32)
     if half:
         model = model.to(memory_format=torch.channels_last)
-    return Encoder(model, kind=kind, device=device, mean=pre["mean"], std=pre["std"], half=half)
+    return Encoder(model, kind=kind, device=device, mean=mean or pre["mean"], std=std or pre["std"], half=half)

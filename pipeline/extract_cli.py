@@ -8,6 +8,16 @@ import click
 
 from clipfeat.manifests import DATASETS
 
+from .presets import PRESETS
+
+
+def _list_presets(ctx: click.Context, _param, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    for p in PRESETS.values():
+        click.echo(f"{p.name}  ({p.model}{' ' + p.pretrained if p.pretrained else ''})\n  {p.description}\n  source: {p.source}")
+    ctx.exit(0)
+
 
 @click.command("extract")
 @click.option("--dataset", type=click.Choice(sorted(DATASETS)),
@@ -20,7 +30,11 @@ from clipfeat.manifests import DATASETS
 @click.option("--connectivity", type=click.Path(file_okay=False),
               help="r2r: folder of {scan}_connectivity.json (default ROOT/connectivity).")
 @click.option("--out", required=True, help="Store to create or resume: a folder or fsspec URL ending in .zarr.")
-@click.option("--model", default="RN50", show_default=True, help="open_clip model name, e.g. RN50x4, ViT-B-32.")
+@click.option("--preset", type=click.Choice(sorted(PRESETS)), help="A named preprocessing that reproduces a source's features, e.g. clip-vil-vqa "
+                                "(CLIP-ViL's VQA grids; sets --model/--pretrained unless given). See --list-presets.")
+@click.option("--list-presets", is_flag=True, is_eager=True, expose_value=False, callback=_list_presets,
+              help="List the presets with their sources and exit.")
+@click.option("--model", help="open_clip model name, e.g. RN50x4, ViT-B-32 (default: the preset's, else RN50).")
 @click.option("--pretrained", help="open_clip pretrained tag, e.g. openai (downloads the weights).")
 @click.option("--checkpoint", type=click.Path(dir_okay=False), help="Local weights file (its sha256 is recorded).")
 @click.option("--model-config", type=click.Path(dir_okay=False), help="open_clip model config JSON; registers the file's stem as a model name.")
@@ -55,6 +69,8 @@ def extract_cmd(**o) -> None:
     \b
     clipfeat extract --dataset coco --root DATA/coco --model RN50x4 --pretrained openai \\
                      --out features/coco-RN50x4.zarr
+    clipfeat extract --dataset coco --root DATA/coco --preset clip-vil-vqa \\
+                     --out features/coco-clip-vil-vqa.zarr   (CLIP-ViL's RN50x4 VQA grids, 18x31)
     clipfeat extract --dataset r2r --root DATA/matterport --model ViT-B-16 --pretrained openai \\
                      --out features/r2r-ViT-B-16.zarr        (pooled [36, D] per viewpoint)
     Rerunning the same command after an interruption computes only the unfinished shards.
@@ -69,11 +85,25 @@ def extract_cmd(**o) -> None:
         raise click.UsageError("pass --dataset (with --root) or --manifest")
     if o["root"] is None:
         raise click.UsageError("pass --root, the dataset folder")
-    spec = EncoderSpec(model=o["model"], pretrained=o["pretrained"], checkpoint=o["checkpoint"],
+    model, pretrained = o["model"], o["pretrained"]
+    if o["preset"]:
+        from .presets import get_preset
+
+        ctx = click.get_current_context()
+        given = [f"--{n.replace('_', '-')}" for n in ("preprocess", "shorter_side", "max_side", "image_size")
+                 if ctx.get_parameter_source(n) is not click.core.ParameterSource.DEFAULT]
+        if given:
+            raise click.UsageError(f"--preset {o['preset']} fixes the preprocessing; drop {', '.join(given)}")
+        preset = get_preset(o["preset"])
+        if model is None:  # the preset's encoder, unless the user brings another one
+            model = preset.model
+            if pretrained is None and o["checkpoint"] is None:
+                pretrained = preset.pretrained
+    spec = EncoderSpec(model=model or "RN50", pretrained=pretrained, checkpoint=o["checkpoint"],
                        model_config=o["model_config"], image_size=o["image_size"])
     cfg = ExtractConfig(
         out=o["out"], spec=spec, dataset=o["dataset"], root=o["root"], manifest=o["manifest"],
-        splits=tuple(o["splits"].split(",")) if o["splits"] else None, preprocess=o["preprocess"],
+        splits=tuple(o["splits"].split(",")) if o["splits"] else None, preprocess=o["preprocess"], preset=o["preset"],
         scans=tuple(o["scans"].split(",")) if o["scans"] else None, connectivity=o["connectivity"], grid=o["grid"],
         shorter_side=o["shorter_side"], max_side=o["max_side"], shard_size=o["shard_size"], batch_size=o["batch_size"],
         device=o["device"], workers=o["workers"], threads=o["threads"], decode=o["decode"], inflight=o["inflight"], address=o["address"],

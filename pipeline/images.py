@@ -6,8 +6,8 @@ RGB), or raises `ImageError` with a one-line reason that the job records as a fa
 `Preprocessor` resizes it for the model and returns uint8 HWC pixels; scaling to [0, 1] and
 mean/std normalisation happen batched on the model's device (see `encoder.normalize`).
 
-Both preprocessing modes reuse PIL's own bicubic resampling, as open_clip's transforms do,
-so `fixed` mode reproduces `open_clip`'s eval preprocessing bit for bit.
+Every preprocessing mode resizes with PIL, as the sources do: `fixed` reproduces open_clip's
+eval preprocessing bit for bit (bicubic), `squash` CLIP-ViL's detectron2 resizes (bilinear).
 """
 
 from __future__ import annotations
@@ -106,7 +106,14 @@ class Preprocessor:
             to `size` + centre crop (or a square squash for models whose open_clip config
             says resize_mode="squash").
     aspect: scale so the shorter side is `shorter_side` unless the longer side would exceed
-            `max_side` (CLIP-ViL's 600/1000 for VQA grids); no crop, so H and W vary.
+            `max_side`; no crop, so H and W vary (clipfeat's own mode: CLIP-ViL's VQA grids
+            are `squash`, not this).
+    squash: detectron2's test-time ResizeShortestEdge(shorter_side, max_side) (sizes rounded
+            int(x + 0.5)), then a second resize to exactly `height` x `width` whatever the
+            aspect ratio: CLIP-ViL's VQA grid preprocessing (the `clip-vil-vqa` preset), two
+            PIL resizes on uint8 as detectron2's transforms do them.
+
+    mean/std: normalisation other than the model's own (a preset's), or None.
     """
 
     mode: str = "fixed"
@@ -115,16 +122,39 @@ class Preprocessor:
     max_side: int = 1000
     interpolation: str = "bicubic"
     resize_mode: str = "shortest"
+    height: int = 600  # squash: final input height
+    width: int = 1000  # squash: final input width
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
 
     def output_size(self, width: int, height: int) -> tuple[int, int]:
         """(H, W) of the model input for an image of width x height."""
         if self.mode == "fixed":
             return self.size, self.size
+        if self.mode == "squash":
+            return self.height, self.width
         scale = min(self.shorter_side / min(width, height), self.max_side / max(width, height))
         return max(1, round(height * scale)), max(1, round(width * scale))
 
+    def shortest_edge(self, width: int, height: int) -> tuple[int, int]:
+        """(W, H) after detectron2's ResizeShortestEdge(shorter_side, max_side) at test time:
+        scale the shorter side to `shorter_side`; if the longer side then exceeds `max_side`,
+        scale both down so it equals `max_side`; round each side as int(x + 0.5)."""
+        scale = self.shorter_side / min(width, height)
+        new_h, new_w = (self.shorter_side, scale * width) if height < width else (scale * height, self.shorter_side)
+        if max(new_h, new_w) > self.max_side:
+            down = self.max_side / max(new_h, new_w)
+            new_h, new_w = new_h * down, new_w * down
+        return int(new_w + 0.5), int(new_h + 0.5)
+
+    def resizes(self, width: int, height: int) -> list[tuple[int, int]]:
+        """The (W, H) of each resize applied, in order (squash: two; otherwise one)."""
+        if self.mode == "squash":
+            return [self.shortest_edge(width, height), (self.width, self.height)]
+        return [self.plan(width, height)[0]]
+
     def plan(self, width: int, height: int) -> tuple[tuple[int, int], tuple[int, int, int, int] | None]:
-        """((resize W, H), crop box (left, top, right, bottom) or None) for one image.
+        """((final resize W, H), crop box (left, top, right, bottom) or None) for one image.
 
         fixed: torchvision's Resize(size) + CenterCrop(size) arithmetic (open_clip's eval
         transform), or a square squash for models whose config says resize_mode="squash".
@@ -144,14 +174,17 @@ class Preprocessor:
         return (new_w, new_h), (left, top, left + self.size, top + self.size)
 
     def __call__(self, img) -> np.ndarray:
-        """RGB PIL image -> uint8 [H, W, 3], resized with PIL (as open_clip's transform does;
-        the test suite checks fixed mode against it bit for bit). PIL only, so decode
-        processes need not import torch."""
+        """RGB PIL image -> uint8 [H, W, 3], resized with PIL (as open_clip's transform and
+        detectron2's ResizeTransform do; the test suite checks fixed mode against open_clip
+        bit for bit, squash against CLIP-ViL's steps). PIL only, so decode processes need
+        not import torch."""
         from PIL import Image
 
-        (new_w, new_h), crop = self.plan(*img.size)
-        if (new_w, new_h) != img.size:
-            img = img.resize((new_w, new_h), getattr(Image.Resampling, self.interpolation.upper()))
+        resample = getattr(Image.Resampling, self.interpolation.upper())
+        for new_w, new_h in self.resizes(*img.size):
+            if (new_w, new_h) != img.size:  # PIL returns a copy at the same size: skipping it is exact
+                img = img.resize((new_w, new_h), resample)
+        crop = self.plan(*img.size)[1] if self.mode == "fixed" else None
         if crop is not None:
             img = img.crop(crop)
         return np.array(img, dtype=np.uint8)  # writable copy (torch refuses read-only arrays)
@@ -196,9 +229,10 @@ def tensor_preprocess(batch, pre: Preprocessor):
     """
     from torchvision.transforms.v2 import functional as TF
 
-    (new_w, new_h), crop = pre.plan(batch.shape[-1], batch.shape[-2])
-    if (new_w, new_h) != (batch.shape[-1], batch.shape[-2]):
-        batch = TF.resize(batch, [new_h, new_w], interpolation=TF.InterpolationMode(pre.interpolation), antialias=True)
+    crop = pre.plan(batch.shape[-1], batch.shape[-2])[1]
+    for new_w, new_h in pre.resizes(batch.shape[-1], batch.shape[-2]):
+        if (new_w, new_h) != (batch.shape[-1], batch.shape[-2]):
+            batch = TF.resize(batch, [new_h, new_w], interpolation=TF.InterpolationMode(pre.interpolation), antialias=True)
     if crop is not None:
         left, top, right, bottom = crop
         batch = batch[..., top:bottom, left:right]

@@ -59,9 +59,10 @@ class ExtractConfig:
     scans: tuple[str, ...] | None = None  # r2r: these scans only
     connectivity: str | None = None  # r2r: the graphs' folder (default ROOT/connectivity)
     grid: bool | None = None  # store the grid too (default: yes for images, no for R2R's 36 views)
-    preprocess: str = "fixed"  # "fixed" | "aspect"
+    preprocess: str = "fixed"  # "fixed" | "aspect" (a preset's mode overrides it)
     shorter_side: int = 600  # aspect mode
     max_side: int = 1000  # aspect mode
+    preset: str | None = None  # a `pipeline.presets` name: its preprocessing replaces the three above
     shard_size: int | None = None  # items per shard; None: `default_shard_size` of the layout
     batch_size: int = 64
     device: str = "auto"  # "auto" | "cpu" | "cuda"
@@ -144,8 +145,10 @@ def _manifest(cfg: ExtractConfig):
 
 def plan_store(cfg: ExtractConfig, manifest, weights_sha256: str):
     """The StoreMeta this job produces (identity, layout, shards) and its Preprocessor."""
-    from clipfeat.features.schema import CreatedBy, DatasetInfo, EncoderInfo, Layout, PreprocessInfo, StoreMeta
+    from clipfeat.features.schema import Layout, PreprocessInfo
 
+    if cfg.preset:
+        return _plan_preset(cfg, manifest, weights_sha256)
     if cfg.preprocess not in ("fixed", "aspect"):
         raise ClipfeatError(f"unknown --preprocess {cfg.preprocess!r}; choose fixed or aspect")
     aspect = cfg.preprocess == "aspect"
@@ -183,10 +186,45 @@ def plan_store(cfg: ExtractConfig, manifest, weights_sha256: str):
                         views=VIEWS if panorama else None)
         info = PreprocessInfo(mode="fixed", size=size, interpolation=interp, mean=shape.mean, std=shape.std,
                               render=_render_info(manifest) if panorama else None)
+    return _store_meta(cfg, manifest, weights_sha256, info, layout), pre
+
+
+def _plan_preset(cfg: ExtractConfig, manifest, weights_sha256: str):
+    """plan_store for `--preset`: every preprocessing value from the preset file; a fixed grid
+    (the preset's input size is the same for every image)."""
+    from clipfeat.features.schema import Layout, PreprocessInfo
+
+    from .presets import get_preset
+
+    preset = get_preset(cfg.preset)
+    p = preset.preprocess
+    if p["mode"] != "squash":
+        raise ClipfeatError(f"preset {preset.name}: mode {p['mode']!r} is not supported by this clipfeat (squash)")
+    if manifest.layout == SKYBOX:
+        raise ClipfeatError(f"preset {preset.name} is for single images; R2R panoramas use --preprocess fixed")
+    if cfg.spec.image_size:
+        raise ClipfeatError(f"--image-size does not apply with --preset {preset.name} (it fixes the input at {p['height']}x{p['width']})")
+    if describe_encoder(cfg.spec).kind != "resnet":
+        raise ClipfeatError(f"preset {preset.name} takes a CLIP ResNet's layer4 map; {cfg.spec.model} is a ViT")
+    shape = describe_encoder(cfg.spec, probe_hw=(p["height"], p["width"]))
+    pre = Preprocessor(mode="squash", shorter_side=p["shorter_side"], max_side=p["max_side"], height=p["height"],
+                       width=p["width"], interpolation=p["interpolation"], mean=p["mean"], std=p["std"])
+    interp = p["interpolation"] + ("/torchvision-gpu" if cfg.decode == "cuda" else "")
+    keep_grid = cfg.grid if cfg.grid is not None else preset.grid
+    layout = Layout(pooled_dim=shape.pooled_dim, grid_channels=shape.grid_channels if keep_grid else None,
+                    grid_hw=shape.probe_grid if keep_grid else None)
+    info = PreprocessInfo(mode="squash", shorter_side=p["shorter_side"], max_side=p["max_side"], height=p["height"],
+                          width=p["width"], interpolation=interp, mean=p["mean"], std=p["std"], preset=preset.name)
+    return _store_meta(cfg, manifest, weights_sha256, info, layout), pre
+
+
+def _store_meta(cfg: ExtractConfig, manifest, weights_sha256: str, info, layout):
     import open_clip
     import torch
 
-    meta = StoreMeta.build(
+    from clipfeat.features.schema import CreatedBy, DatasetInfo, EncoderInfo, StoreMeta
+
+    return StoreMeta.build(
         dataset=DatasetInfo(name=manifest.dataset, manifest_sha256=manifest.sha256, num_items=len(manifest), splits=manifest.splits()),
         encoder=EncoderInfo(
             model=cfg.spec.model, pretrained=cfg.spec.pretrained,
@@ -198,7 +236,6 @@ def plan_store(cfg: ExtractConfig, manifest, weights_sha256: str):
         shard_size=cfg.shard_size or default_shard_size(layout),
         created_by=CreatedBy(command=" ".join(["clipfeat", *sys.argv[1:]]) if "clipfeat" in sys.argv[0] else ""),
     )
-    return meta, pre
 
 
 def default_shard_size(layout) -> int:

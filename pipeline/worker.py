@@ -105,9 +105,10 @@ class ShardWorker:
         self.cfg = config
         if config.device == "cpu":
             torch.set_num_threads(config.threads)
-        self.encoder = load_encoder(config.spec, device=config.device, weights=config.weights)
+        pre = config.preprocess
+        self.encoder = load_encoder(config.spec, device=config.device, weights=config.weights, mean=pre.mean, std=pre.std)
         # Fixed-size inputs on a GPU: replay the forward from CUDA graphs (one per shape).
-        self.encoder.graphs = config.device.startswith("cuda") and config.preprocess.mode == "fixed"
+        self.encoder.graphs = config.device.startswith("cuda") and pre.mode in ("fixed", "squash")
         self.writer = open_writer(config.store, lock=False, storage_options=config.storage_options)
         self.layout = self.writer.meta.layout
         self.views = self.layout.views  # None: one image per item; 36: an R2R viewpoint per item
@@ -138,7 +139,7 @@ class ShardWorker:
         """One forward on a blank batch: the first call pays for allocator growth, oneDNN
         primitive creation and cuDNN autotuning, which must not land on the first shard."""
         pre = self.cfg.preprocess
-        h, w = (pre.size, pre.size) if pre.mode == "fixed" else pre.output_size(4, 3)
+        h, w = pre.output_size(4, 3)  # fixed, squash: the input size; aspect: a 4:3 image's
         blank = np.zeros((min(self.cfg.batch_size, 64), h, w, 3), np.uint8)
         self.encoder.encode(self.encoder.normalize(blank))
         if isinstance(self.pool, ProcessPoolExecutor):  # start the decode processes now, not in shard 1
