@@ -95,6 +95,7 @@ def fit(
             loss.backward()
             if cfg.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            lr = optimizer.param_groups[0]["lr"]  # the rate this step used (logged below)
             optimizer.step()
             scheduler.step()
             step += 1
@@ -105,7 +106,7 @@ def fit(
             if step % cfg.log_every == 0 or loss_n == steps_per_epoch:
                 rate = seen / max(1e-9, time.perf_counter() - t0)
                 record = {"kind": "train", "epoch": epoch, "step": step, "loss": loss_sum / loss_n,
-                          "lr": scheduler.get_last_lr()[0], "samples_per_s": round(rate, 1)}
+                          "lr": lr, "samples_per_s": round(rate, 1)}
                 record.update({k: float(v) for k, v in out.items() if k not in ("loss", "samples")})
                 log.write(record)
                 bar.set_postfix(loss=f"{loss_sum / loss_n:.4f}", rate=f"{rate:.0f}/s")

@@ -30,9 +30,14 @@ its train.py: data and vocabularies, the model (`.model`), and
     evaluate(epoch) -> dict           {METRIC: float, ...}, higher is better
     predict(run) -> dict              predictions of the loaded (best) model written into the
                                       run folder; returns what the run's summary adds
+    predict(run, splits=None) -> dict optional `splits` argument: those splits' predictions
+                                      instead, what `clipfeat predict TASK --run RUN --split S`
+                                      (`trainer.predict`) asks; a task whose predict has no `splits`
+                                      refuses that command in one line
 
 Everything else (arguments, recipes, run folder, device, seeding, resume, optimizer,
-schedule, the loop, the best checkpoint's reload, the summary) is `trainer.train`'s.
+schedule, the loop, the best checkpoint's reload, the summary) is `trainer.train`'s, and
+rebuilding a finished run for more predictions is `trainer.predict`'s.
 """
 
 from __future__ import annotations

@@ -11,26 +11,33 @@
     best checkpoint reloaded -> exp.predict(run)    # official results files, in the logged precision
     one JSON summary line on stdout
 
+`predict(task, run=RUN, splits=S)` (`clipfeat predict TASK --run RUN --split S`) rebuilds a finished
+run's experiment from its config.json (store and data overridable), loads ckpt_best.pt and calls
+`exp.predict(run, splits=S)`: the same files as at the end of training, for the splits asked.
+
 What differs between tasks lives in the task's own `train.py` (see `task.py` for the contract).
 """
 
 from __future__ import annotations
 
+import inspect
 import json
+import os
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 
 from clipfeat.features import open_store
 
-from .config import parse_args
+from .config import ConfigError, apply_overrides, parse_args
 from .device import autocast, pick_device, seed_everything
 from .loop import FitResult, fit
 from .optim import make_optimizer, make_scheduler
 from .rundir import MetricsLog, RunDir, load_checkpoint
 from .task import Task, get_task
 
-__all__ = ["feature_rows", "list_recipes", "train"]
+__all__ = ["feature_rows", "list_recipes", "predict", "train"]
 
 
 def list_recipes(task: Task) -> str:
@@ -70,11 +77,13 @@ def train(task: Task | str, argv: list[str] | None = None) -> FitResult | None:
     model = exp.model
     if resume_from is None and exp.start is None:  # a resumed or initialised model has them in its weights
         sample = exp.feature_sample()
-        model.v_norm.fit(sample["grid"], sample["mask"])
+        if hasattr(model.v_norm, "fit"):  # not nn.Identity (a recipe feeding raw features, as its source)
+            model.v_norm.fit(sample["grid"], sample["mask"])
         if getattr(model, "p_norm", None) is not None:
             model.p_norm.fit(sample["pooled"], None)
     optimizer = make_optimizer(model, cfg)
-    scheduler = make_scheduler(optimizer, cfg, total_steps=cfg.epochs * exp.steps_per_epoch)
+    scheduler = make_scheduler(optimizer, cfg, total_steps=cfg.epochs * exp.steps_per_epoch, steps_per_epoch=exp.steps_per_epoch,
+                               samples_per_epoch=getattr(exp, "train_samples", exp.steps_per_epoch * cfg.batch_size))
 
     start_score = None
     if exp.start is not None and resume_from is None:  # where training starts from: epoch 0 of the log and plot
@@ -104,3 +113,49 @@ def train(task: Task | str, argv: list[str] | None = None) -> FitResult | None:
                "train_samples_per_s": round(result.samples_per_s, 1), **more}
     print(json.dumps(summary))
     return result
+
+
+def predict(task: Task | str, *, run: str | os.PathLike, splits: Sequence[str], features: str | None = None,
+            data: str | None = None, device: str | None = None) -> dict:
+    """`clipfeat predict TASK --run RUN --split S`: the predictions of a finished run's best checkpoint
+    (its last one if it never evaluated) for `splits`, written into the run folder as training writes
+    them. `features`, `data`, `device` replace the run's own (e.g. a store that also holds the test
+    images). Tasks whose `Experiment.predict` takes no `splits` refuse with a one-line ConfigError."""
+    task = get_task(task) if isinstance(task, str) else task
+    impl = task.module()
+    if "splits" not in inspect.signature(impl.Experiment.predict).parameters:
+        raise ConfigError(f"clipfeat predict {task.name}: not supported; {task.name} writes its predictions at the end"
+                          f" of `clipfeat train {task.name}` (set predict_splits=...)")
+    splits = list(dict.fromkeys(s.strip() for s in splits if s.strip()))
+    if not splits:
+        raise ConfigError("--split is required: the split(s) to predict")
+    rd = RunDir(run)
+    if not rd.config.is_file():
+        raise ConfigError(f"--run {rd.path}: no config.json there; give a run folder"
+                          f" `clipfeat train {task.name}` wrote")
+    ckpt_path = rd.best if rd.best.exists() else rd.latest
+    if not ckpt_path.exists():
+        raise ConfigError(f"--run {rd.path}: no ckpt_best.pt or ckpt_latest.pt (the run never finished an epoch)")
+    try:
+        saved = json.loads(rd.config.read_text())
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"--run {rd.path}: config.json is not JSON ({e})") from None
+    cfg = apply_overrides(task.config_class()(), saved)
+    flags = {"features": features, "data": data, "device": device, "out_dir": str(rd.path)}
+    cfg = apply_overrides(cfg, {k: v for k, v in flags.items() if v is not None})
+    if hasattr(impl, "prepare"):
+        cfg = impl.prepare(cfg, resume=rd.path)
+    ckpt = load_checkpoint(ckpt_path)
+    torch_device = pick_device(cfg.device)
+    seed_everything(cfg.seed)
+
+    store = open_store(cfg.features, allow_partial=True)
+    exp = impl.Experiment(cfg, store=store, device=torch_device, resume=ckpt)  # the checkpoint's vocabularies
+    exp.model.load_state_dict(ckpt["model"])
+    exp.model.eval()
+    print(f"{task.name}: {ckpt_path.name} of {rd.path} (epoch {ckpt.get('epoch')})")
+    with torch.no_grad(), autocast(torch_device, cfg.amp):
+        more = exp.predict(rd, splits=tuple(splits))
+    summary = {"run": str(rd.path), "task": task.name, "checkpoint": ckpt_path.name, "splits": splits, **more}
+    print(json.dumps(summary))
+    return summary

@@ -99,23 +99,23 @@ def test_precedence_recipe_config_flags_set(tmp_path):
     task = TASKS["vqa"]
     f = tmp_path / "c.json"
     f.write_text(json.dumps({"epochs": 2, "mcan": {"layers": 3}}))
-    args = parse_args(["--features", "s.zarr", "--data", "d", "--recipe", "mcan", "--config", str(f),
+    args = parse_args(["--features", "s.zarr", "--data", "d", "--recipe", "mcan-clipfeat", "--config", str(f),
                        "--set", "epochs=5"], task)
     cfg = args.config
-    assert (cfg.recipe, cfg.model, cfg.lr, cfg.mcan.layers, cfg.epochs, cfg.features) == ("mcan", "mcan", 1e-4, 3, 5, "s.zarr")
-    assert parse_args(["--features", "s", "--data", "d"], task).config.recipe == "butd"  # the default recipe
+    assert (cfg.recipe, cfg.model, cfg.lr, cfg.mcan.layers, cfg.epochs, cfg.features) == ("mcan-clipfeat", "mcan", 1e-4, 3, 5, "s.zarr")
+    assert parse_args(["--features", "s", "--data", "d"], task).config.recipe == "butd-clipfeat"  # the default recipe
     with pytest.raises(ConfigError, match="--features is required"):
         parse_args(["--data", "d"], task)
-    with pytest.raises(ConfigError, match="no such vqa recipe; choose one of butd, mcan"):
+    with pytest.raises(ConfigError, match="no such vqa recipe; choose one of butd, butd-clipfeat, mcan-clipfeat, mcan-small"):
         parse_args(["--features", "s", "--data", "d", "--recipe", "lxmert"], task)
     with pytest.raises(ConfigError, match="drop --recipe"):
-        parse_args(["--resume", str(tmp_path), "--recipe", "mcan"], task)
+        parse_args(["--resume", str(tmp_path), "--recipe", "mcan-small"], task)
 
 
 def test_list_recipes_prints_names_and_sources():
     r = CliRunner().invoke(cli, ["train", "vqa", "--list-recipes"])
     assert r.exit_code == 0, r.output
-    assert "butd (default)" in r.output and "mcan" in r.output and "source: " in r.output
+    assert "butd-clipfeat (default)" in r.output and "mcan-small" in r.output and "source: " in r.output
     for name in TASKS:
         r = CliRunner().invoke(cli, ["train", name, "--list-recipes"])
         assert r.exit_code == 0 and "(default)" in r.output
@@ -126,11 +126,11 @@ def test_run_folder_records_the_recipe_and_every_resolved_value(coco_data, tmp_p
 
     store, data = coco_data
     out = tmp_path / "run"
-    main(["--features", store, "--data", data, "--out", str(out), "--recipe", "mcan", "--set", "progress=false",
+    main(["--features", store, "--data", data, "--out", str(out), "--recipe", "mcan-clipfeat", "--set", "progress=false",
           "epochs=1", "mcan.d_model=32", "mcan.layers=1", "mcan.heads=2", "mcan.ff_dim=64", "mcan.word_dim=16",
           "batch_size=128", "min_answer_count=1", "warmup_steps=2"])
     saved = json.loads((out / "config.json").read_text())
-    assert saved["recipe"] == "mcan" and saved["model"] == "mcan" and saved["lr"] == 1e-4
+    assert saved["recipe"] == "mcan-clipfeat" and saved["model"] == "mcan" and saved["lr"] == 1e-4
     assert saved["mcan"]["d_model"] == 32 and set(config_keys_of(saved)) == set(config_keys(TASKS["vqa"].config_class()))
     lrs = [json.loads(line)["lr"] for line in (out / "metrics.jsonl").read_text().splitlines()
            if json.loads(line)["kind"] == "train"]

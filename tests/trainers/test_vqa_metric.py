@@ -224,16 +224,44 @@ def toy():
 def test_evaluate_aggregates_and_rounds(toy):
     annotations, results = toy
     s = evaluate(results, annotations)
-    assert s.per_question == {3: 90.0, 1: 100.0, 4: 0.0, 2: 60.0}
-    assert list(s.per_question) == [3, 1, 4, 2]  # results order, as the official code iterates
-    assert s.overall == round(100 * (0.9 + 1.0 + 0.0 + 0.6) / 4, 2) == 62.5
-    assert s.per_answer_type == {"other": 45.0, "yes/no": 100.0, "number": 60.0}
-    assert s.per_question_type == {"what color is the": 45.0, "is the": 100.0, "how many": 60.0}
+    assert s.per_question == {1: 100.0, 2: 60.0, 3: 90.0, 4: 0.0}
+    # the annotation file's order (the official vqa.getQuesIds()), not the results' [3, 1, 4, 2]
+    assert list(s.per_question) == [1, 2, 3, 4]
+    assert s.overall == round(100 * (1.0 + 0.6 + 0.9 + 0.0) / 4, 2) == 62.5
+    assert s.per_answer_type == {"yes/no": 100.0, "number": 60.0, "other": 45.0}
+    assert s.per_question_type == {"is the": 100.0, "how many": 60.0, "what color is the": 45.0}
+    assert list(s.per_answer_type) == ["yes/no", "number", "other"]
+    assert list(s.per_question_type) == ["is the", "how many", "what color is the"]
     assert s.to_json() == {
         "overall": 62.5,
-        "perAnswerType": {"other": 45.0, "yes/no": 100.0, "number": 60.0},
-        "perQuestionType": {"what color is the": 45.0, "is the": 100.0, "how many": 60.0},
+        "perAnswerType": {"yes/no": 100.0, "number": 60.0, "other": 45.0},
+        "perQuestionType": {"is the": 100.0, "how many": 60.0, "what color is the": 45.0},
     }
+
+
+def test_evaluate_sums_in_the_annotation_files_order_not_the_results():
+    """vqaEval.py iterates `vqa.getQuesIds()`, the annotation file's question ids: with 16
+    questions whose exact mean lies on a tie (9.7 / 16 = 60.625 %), summing the floats in the
+    results' order instead rounds the other way. `cat` given by the first k of 10 annotators
+    scores 0, 0.3, 0.6, 0.9, 1.0 for k = 0..4 (found by a small search; fixed here)."""
+    ks = [4, 2, 4, 2, 4, 3, 0, 3, 1, 3, 1, 3, 0, 1, 0, 4]
+    types = ["yes/no", "number", "other"]
+    anns = [_ann(q, ["cat"] * k + _others(10 - k), atype=types[q % 3]) for q, k in enumerate(ks, start=1)]
+    results = [{"question_id": a["question_id"], "answer": "cat"} for a in reversed(anns)]
+    accs = [answer_accuracy("cat", [r["answer"] for r in a["answers"]]) for a in anns]  # annotation order
+    official = round(100 * float(sum(accs)) / len(accs), 2)  # vqaEval.setAccuracy
+    in_results_order = round(100 * float(sum(accs[::-1])) / len(accs), 2)
+    assert (official, in_results_order) == (60.63, 60.62)  # the case the test is about
+    s = evaluate(results, {"annotations": anns})
+    assert s.overall == official != in_results_order
+    assert list(s.per_question) == list(range(1, 17))
+    assert list(s.per_answer_type) == ["number", "other", "yes/no"]  # question 1 is "number"
+    for t in types:
+        typed = [acc for a, acc in zip(anns, accs) if a["answer_type"] == t]
+        assert s.per_answer_type[t] == round(100 * float(sum(typed)) / len(typed), 2)
+    # restricting with question_ids keeps the official quesIds order
+    s = evaluate(results, {"annotations": anns}, question_ids=list(range(16, 0, -1)))
+    assert s.overall == in_results_order and list(s.per_question) == list(range(16, 0, -1))
 
 
 def test_evaluate_rounds_to_two_decimals():
@@ -371,12 +399,13 @@ def test_format_scores(toy):
 
 
 def _plain_reference(results, annotations):
-    """Straightforward per-question loop over copies of the records, leaving annotators out by
-    record comparison as the official code does; shares only the two text functions."""
-    by_id = {a["question_id"]: a for a in annotations["annotations"]}
+    """Straightforward per-question loop over copies of the records, in the annotation file's
+    order and leaving annotators out by record comparison as the official code does; shares only
+    the two text functions."""
+    answer = {r["question_id"]: r["answer"] for r in results}
     accs, per_type = [], {}
-    for r in results:
-        ann = by_id[r["question_id"]]
+    for ann in annotations["annotations"]:
+        r = {"answer": answer[ann["question_id"]]}
         records = [dict(x, answer=x["answer"].replace("\n", " ").replace("\t", " ").strip()) for x in ann["answers"]]
         res = r["answer"].replace("\n", " ").replace("\t", " ").strip()
         if len({x["answer"] for x in records}) > 1:

@@ -23,7 +23,7 @@ from clipfeat.features import FeatureStore
 
 from ..config import ConfigError
 from ..grids import Vocab
-from ..vqa.data import VQASplit, encode_questions, rows_in_store
+from ..vqa.data import QUESTION_TEXT, QuestionText, VQASplit, encode_questions, rows_in_store
 
 __all__ = ["GQARaw", "answer_prior", "build_answer_vocab", "encode_split", "load_split", "questions_file"]
 
@@ -66,9 +66,10 @@ def build_answer_vocab(train: GQARaw, min_count: int = 1) -> Vocab:
 
 
 def encode_split(raw: GQARaw, store: FeatureStore, qvocab: Vocab, avocab: Vocab, *, max_tokens: int,
-                 strict: bool) -> VQASplit:
+                 strict: bool, text: QuestionText = QUESTION_TEXT["clipfeat"], rules=None) -> VQASplit:
     """Questions whose image is in the store, tokenised; one-hot targets where the answer is a
-    class. `annotations` keeps each kept question's record (the metric's input)."""
+    class. `annotations` keeps each kept question's record (the metric's input). `rules` (VQA's
+    answer normalisations) do not apply: GQA's answers are compared exactly."""
     keep, rows = rows_in_store(store, [q["imageId"] for q in raw.questions], what=f"{raw.name} questions", strict=strict)
     idx = [avocab.stoi.get(raw.questions[i]["answer"], -1) if raw.answered else -1 for i in keep]
     has = np.array(idx) >= 0 if idx else np.zeros(0, dtype=bool)
@@ -76,7 +77,7 @@ def encode_split(raw: GQARaw, store: FeatureStore, qvocab: Vocab, avocab: Vocab,
         name=raw.name,
         question_ids=np.array([raw.question_ids[i] for i in keep], dtype=object),
         rows=rows,
-        tokens=encode_questions([raw.questions[i]["question"] for i in keep], qvocab, max_tokens),
+        tokens=encode_questions([raw.questions[i]["question"] for i in keep], qvocab, max_tokens, text)[0],
         target_ptr=np.concatenate([[0], np.cumsum(has)]).astype(np.int64),
         target_idx=np.array([a for a in idx if a >= 0], dtype=np.int64),
         target_score=np.ones(int(has.sum()), dtype=np.float32),

@@ -86,7 +86,7 @@ class Experiment(vqa.Experiment):
 
     def vocabularies(self, train_raw: GQARaw):
         avocab = build_answer_vocab(train_raw, self.cfg.min_answer_count)
-        return build_question_vocab(train_raw.questions), avocab, list(avocab.itos)
+        return build_question_vocab(train_raw.questions, text=self.text), avocab, list(avocab.itos)
 
     def questions(self, split) -> dict[str, dict]:
         """The metric's view of an encoded split: {questionId: question record}."""

@@ -18,7 +18,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -36,6 +36,12 @@ __all__ = [
     "Vocab",
     "load_split",
     "tokenize",
+    "tokenize_butd",
+    "tokenize_mcan",
+    "QUESTION_TEXT",
+    "ANSWER_RULES",
+    "question_text",
+    "answer_rules",
     "build_question_vocab",
     "build_answer_vocab",
     "encode_questions",
@@ -47,6 +53,7 @@ __all__ = [
 
 PAD, UNK = "<pad>", "<unk>"
 _TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+_MCAN_STRIP = re.compile(r"([.,'!?\"()*#:;])")
 
 
 def tokenize(question: str) -> list[str]:
@@ -54,13 +61,88 @@ def tokenize(question: str) -> list[str]:
     return _TOKEN.findall(question.lower())
 
 
-def build_question_vocab(questions: Sequence[dict], min_count: int = 1) -> Vocab:
-    counts = Counter(t for q in questions for t in tokenize(q["question"]))
-    words = sorted((w for w, c in counts.items() if c >= min_count), key=lambda w: (-counts[w], w))
-    return Vocab([PAD, UNK, *words])
+def tokenize_butd(question: str) -> list[str]:
+    """bottom-up-attention-vqa's Dictionary.tokenize (dataset.py:29-40): lower-case, delete
+    only "," and "?", split "'s" off as its own token, split on whitespace."""
+    return question.lower().replace(",", "").replace("?", "").replace("'s", " 's").split()
 
 
-def build_answer_vocab(annotations: Sequence[dict], min_count: int = 9) -> tuple[Vocab, list[str]]:
+def tokenize_mcan(question: str) -> list[str]:
+    """mcan-vqa's tokenisation (core/data/data_utils.py:66-71): lower-case, delete
+    .,'!?"()*#:; then turn - and / into spaces, split on whitespace."""
+    return _MCAN_STRIP.sub("", question.lower()).replace("-", " ").replace("/", " ").split()
+
+
+@dataclass(frozen=True)
+class QuestionText:
+    """How question strings become word ids (`question_text` config key)."""
+
+    tokenize: Callable[[str], list[str]]
+    pad: str
+    unk: str | None  # None: no unknown-word entry (the source's vocabulary covers every split)
+    pad_left: bool  # pad at the front (bottom-up-attention-vqa: the GRU's last step is the last word)
+    by_frequency: bool  # word order: by count (clipfeat) or first occurrence (the references)
+
+
+QUESTION_TEXT = {
+    "clipfeat": QuestionText(tokenize, PAD, UNK, pad_left=False, by_frequency=True),
+    # dataset.py:129-143: cut to 14, padding index in front; no UNK (create_dictionary.py builds
+    # the dictionary from train, val, test2015 and test-dev2015 questions)
+    "butd": QuestionText(tokenize_butd, PAD, None, pad_left=True, by_frequency=False),
+    # data_utils.py:53-81, 132-150: PAD = 0, UNK = 1 (their literal strings are looked up in
+    # GloVe), words in order of first occurrence over train, val, test2015 (and VG)
+    "mcan": QuestionText(tokenize_mcan, "PAD", "UNK", pad_left=False, by_frequency=False),
+}
+
+
+def question_text(name: str) -> QuestionText:
+    try:
+        return QUESTION_TEXT[name]
+    except KeyError:
+        raise ConfigError(f"question_text={name!r}; use one of {', '.join(QUESTION_TEXT)}") from None
+
+
+def build_question_vocab(questions: Sequence[dict], min_count: int = 1, text: QuestionText = QUESTION_TEXT["clipfeat"]) -> Vocab:
+    counts = Counter(t for q in questions for t in text.tokenize(q["question"]))
+    words = [w for w, c in counts.items() if c >= min_count]  # Counter keeps first-occurrence order
+    if text.by_frequency:
+        words.sort(key=lambda w: (-counts[w], w))
+    return Vocab([text.pad, *([text.unk] if text.unk else []), *words])
+
+
+def _mcan_answer(text: str) -> str:
+    """mcan-vqa's prep_ans (core/data/ans_punct.py:103-106): the official normalisation, then
+    commas deleted."""
+    return normalize_answer(text).replace(",", "")
+
+
+@dataclass(frozen=True)
+class AnswerRules:
+    """How answers become classes and soft targets (`answers` config key)."""
+
+    vocab_form: Callable[[str], str]  # multiple_choice_answer -> its class string
+    target_form: Callable[[str], str]  # each annotator answer -> the string counted for its target
+
+
+ANSWER_RULES = {
+    # the official normalisation on both sides, so targets match what the metric scores
+    "clipfeat": AnswerRules(normalize_answer, normalize_answer),
+    # tools/compute_softscore.py:178-212 counts the annotators' answers as given (not
+    # normalised) against the normalised vocabulary
+    "butd": AnswerRules(normalize_answer, lambda a: a),
+    "mcan": AnswerRules(_mcan_answer, _mcan_answer),
+}
+
+
+def answer_rules(name: str) -> AnswerRules:
+    try:
+        return ANSWER_RULES[name]
+    except KeyError:
+        raise ConfigError(f"answers={name!r}; use one of {', '.join(ANSWER_RULES)}") from None
+
+
+def build_answer_vocab(annotations: Sequence[dict], min_count: int = 9,
+                       rules: AnswerRules = ANSWER_RULES["clipfeat"]) -> tuple[Vocab, list[str]]:
     """Normalised `multiple_choice_answer`s given for at least `min_count` training questions
     (bottom-up-attention-vqa's rule: 9 on train+val gives the usual 3,129 answers), and for
     each the raw spelling annotators used most, which is what predictions output: the official
@@ -70,7 +152,7 @@ def build_answer_vocab(annotations: Sequence[dict], min_count: int = 9) -> tuple
     spellings: dict[str, Counter] = {}
     for a in annotations:
         raw = " ".join(a["multiple_choice_answer"].split())
-        norm = normalize_answer(raw)
+        norm = rules.vocab_form(raw)
         counts[norm] += 1
         spellings.setdefault(norm, Counter())[raw] += 1
     answers = sorted((a for a, c in counts.items() if c >= min_count), key=lambda a: (-counts[a], a))
@@ -148,26 +230,42 @@ def rows_in_store(store: FeatureStore, image_ids: Sequence, *, what: str, strict
     return keep, rows
 
 
-def encode_questions(texts: Sequence[str], qvocab: Vocab, max_tokens: int) -> np.ndarray:
-    """Question word ids [Q, max_tokens] (PAD = 0, unknown words UNK; longer questions cut)."""
+def encode_questions(texts: Sequence[str], qvocab: Vocab, max_tokens: int,
+                     text: QuestionText = QUESTION_TEXT["clipfeat"]) -> tuple[np.ndarray, int]:
+    """(question word ids [Q, max_tokens], words dropped). PAD = 0 (at the end, or in front
+    with `text.pad_left`); longer questions are cut to their first max_tokens words; unknown
+    words become UNK, or are dropped and counted where the vocabulary has no UNK."""
     tokens = np.zeros((len(texts), max_tokens), dtype=np.int64)
-    unk = qvocab.stoi[UNK]
-    for j, text in enumerate(texts):
-        ids = [qvocab.stoi.get(t, unk) for t in tokenize(text)[:max_tokens]]
-        tokens[j, : len(ids)] = ids
-    return tokens
+    unk = qvocab.stoi[text.unk] if text.unk else None
+    dropped = 0
+    for j, q in enumerate(texts):
+        words = text.tokenize(q)[:max_tokens]
+        ids = [qvocab.stoi.get(t, unk) for t in words]
+        if unk is None:
+            dropped += ids.count(None)
+            ids = [i for i in ids if i is not None]
+        if text.pad_left:
+            tokens[j, max_tokens - len(ids):] = ids
+        else:
+            tokens[j, : len(ids)] = ids
+    return tokens, dropped
 
 
 def encode_split(
-    raw: RawSplit, store: FeatureStore, qvocab: Vocab, avocab: Vocab, *, max_tokens: int, strict: bool
+    raw: RawSplit, store: FeatureStore, qvocab: Vocab, avocab: Vocab, *, max_tokens: int, strict: bool,
+    text: QuestionText = QUESTION_TEXT["clipfeat"], rules: AnswerRules = ANSWER_RULES["clipfeat"],
 ) -> VQASplit:
     """Tokenise, map images to store rows, compute soft targets. Questions whose image is not
-    in the store (or failed / not yet extracted) are counted and skipped, or fail with `strict`."""
+    in the store (or failed / not yet extracted) are counted and skipped, or fail with `strict`.
+    Soft score of an answer given c times: min(1, 0.3 c) for 10 annotators (`soft_score`)."""
     keep, rows = rows_in_store(store, [q["image_id"] for q in raw.questions], what=f"{raw.name} questions", strict=strict)
+    tokens, dropped = encode_questions([raw.questions[i]["question"] for i in keep], qvocab, max_tokens, text)
+    if dropped:
+        print(f"{raw.name}: {dropped} words not in the question vocabulary left out (add the split to question_vocab_splits)")
     ptr, tidx, tscore = [0], [], []
     for i in keep:
         if raw.annotations is not None:
-            counts = Counter(normalize_answer(a["answer"]) for a in raw.annotations[i]["answers"])
+            counts = Counter(rules.target_form(a["answer"]) for a in raw.annotations[i]["answers"])
             for ans, c in counts.items():
                 if ans in avocab.stoi:
                     tidx.append(avocab.stoi[ans])
@@ -177,7 +275,7 @@ def encode_split(
         name=raw.name,
         question_ids=np.array([raw.questions[i]["question_id"] for i in keep], dtype=np.int64),
         rows=rows,
-        tokens=encode_questions([raw.questions[i]["question"] for i in keep], qvocab, max_tokens),
+        tokens=tokens,
         target_ptr=np.array(ptr, dtype=np.int64),
         target_idx=np.array(tidx, dtype=np.int64),
         target_score=np.array(tscore, dtype=np.float32),
@@ -204,13 +302,17 @@ class Batches(RowBatches):
     """
 
     def __init__(self, split: VQASplit, store: FeatureStore, *, batch_size: int, num_answers: int,
-                 shuffle: bool, seed: int = 0, buffer_shards: int = 4) -> None:
+                 shuffle: bool, seed: int = 0, buffer_shards: int = 4, drop_last: bool = False) -> None:
         super().__init__(split, store, batch_size=batch_size, shuffle=shuffle, seed=seed, buffer_shards=buffer_shards)
         self.num_answers = num_answers
+        self.drop_last = drop_last  # mcan-vqa's DataLoader(drop_last=True): floor(N / B) steps per epoch
+
+    def __len__(self) -> int:
+        return len(self.split) // self.batch_size if self.drop_last else super().__len__()
 
     def __call__(self, epoch: int = 0) -> Iterator[dict]:
         order = self.order(epoch)
-        for s in range(0, len(order), self.batch_size):
+        for s in range(0, len(self) * self.batch_size if self.drop_last else len(order), self.batch_size):
             yield self.load(order[s : s + self.batch_size])
 
     def load(self, idx: np.ndarray) -> dict:

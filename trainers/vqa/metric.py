@@ -11,8 +11,14 @@ a013f00) computes, quirks included, so scores here can be quoted next to publish
 - Accuracy of one question = mean over the 10 annotators of min(1, matches among the other
   annotators / 3). "The other annotators" are the answer records that differ, as dicts, from the
   left-out one; official files give every record a distinct `answer_id`, so that is 9 of them.
-- Overall, per-question-type and per-answer-type scores are `round(100 * mean, 2)`, summed in
-  the order of the results (the official code iterates the results file).
+- Overall, per-question-type and per-answer-type scores are `round(100 * float(sum(accs)) /
+  len(accs), 2)`, summed in the order of the *annotation file*: `VQAEval.__init__` sets
+  `self.params = {'question_id': vqa.getQuesIds()}` and `evaluate(quesIds=None)` iterates
+  `self.params['question_id']` (vqaEval.py lines 20 and 71), and `VQA.getQuesIds()` returns
+  `[ann['question_id'] for ann in self.dataset['annotations']]` (PythonHelperTools/vqaTools/vqa.py
+  lines 85 and 93; the same in the Python 3 port c4e6a0e). The order of the results file never
+  matters. It shows in the last digit: floats summed in another order can round a mean that lies
+  on a tie (x.xx5) the other way.
 
 Normalisation quirks kept on purpose (see `process_punctuation`): a digit-comma-digit anywhere
 in the text makes *every* punctuation mark be deleted instead of turned into a space; the period
@@ -385,7 +391,8 @@ def load_annotations(annotations: Mapping[str, Any] | JsonSource, questions: Any
 @dataclass
 class VQAScores:
     """Official VQA accuracies, in percent rounded to 2 decimals (the official `accuracy` and
-    `evalQA`); dicts are in the order the types first occur among the evaluated questions."""
+    `evalQA`); dicts follow the evaluated questions' order (the annotation file's, or
+    `question_ids`): `per_question` in that order, the types in the order they first occur."""
 
     overall: float
     per_answer_type: dict[str, float]
@@ -441,9 +448,10 @@ def evaluate(
     such a JSON file) against `annotations` (an official annotations dict or path, or a prepared
     `VQAAnnotations` from `load_annotations`, the fast choice when evaluating repeatedly).
 
-    As in the official code the results must answer exactly the annotated questions;
-    `question_ids` (the official `quesIds`) then restricts the scores to those questions, in
-    that order. `questions`, if given, is checked to hold the annotations' question ids.
+    As in the official code the results must answer exactly the annotated questions, and the
+    questions are scored (and the means summed) in the annotation file's order, whatever the
+    results' order; `question_ids` (the official `quesIds`) restricts the scores to those
+    questions, in that order. `questions`, if given, is checked to hold the annotations' question ids.
     Raises ValueError, with what to fix, on mismatching ids and malformed inputs.
     """
     if isinstance(annotations, VQAAnnotations):
@@ -472,7 +480,7 @@ def evaluate(
             )
 
     if question_ids is None:
-        order = list(answers)  # the official code iterates the results file
+        order = list(prepared.questions)  # the annotation file's order, as the official vqa.getQuesIds()
     else:
         order = list(question_ids)
         unknown = [q for q in order if q not in prepared.questions]

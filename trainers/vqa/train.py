@@ -1,7 +1,7 @@
 """`clipfeat train vqa`: a VQA v2 model trained on cached CLIP grid features.
 
     clipfeat train vqa --features features/coco-RN50x4.zarr --data DATA/vqa
-    clipfeat train vqa ... --recipe mcan --set epochs=13 --out runs/mcan
+    clipfeat train vqa ... --recipe mcan-small --out runs/mcan      # mcan-vqa exactly (butd: bottom-up-attention-vqa)
     clipfeat train vqa --resume runs/mcan            # continue after a crash or with more epochs
 
 Read top to bottom: config → loss → forward and predictions → the experiment (data:
@@ -14,6 +14,7 @@ The loop, checkpoints and resume are `trainers.trainer.train`'s.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -24,8 +25,9 @@ from ..config import ConfigError, TrainConfig, opt
 from ..grids import require_grids
 from ..rundir import RunDir
 from ..trainer import feature_rows, train
-from . import TASK, metric
-from .data import Batches, RawSplit, Vocab, answer_prior, build_answer_vocab, build_question_vocab, encode_split, load_split
+from . import TASK, metric, submission
+from .data import (Batches, RawSplit, Vocab, answer_prior, answer_rules, build_answer_vocab, build_question_vocab, encode_split,
+                   load_split, question_text)
 from .models import BUTDConfig, MCANConfig, build_model
 
 __all__ = ["Config", "Experiment", "VQAConfig", "forward", "main", "predict", "vqa_loss"]
@@ -40,15 +42,24 @@ class VQAConfig(TrainConfig):
     eval_split: str = opt("val2014", "annotated split evaluated after every epoch")
     predict_splits: tuple[str, ...] = opt((), "extra splits to write predictions for, e.g. test-dev2015,test2015")
     min_answer_count: int = opt(9, "keep answers given for at least this many training questions")
+    answer_vocab_splits: tuple[str, ...] = opt((), "annotated splits the answer classes are counted on (default: train_splits)")
+    question_vocab_splits: tuple[str, ...] = opt((), "splits whose questions make the word vocabulary (default: train_splits)")
     max_tokens: int = opt(14, "question length in tokens (longer ones are cut)")
+    question_text: str = opt("clipfeat", "tokenisation and padding: clipfeat | butd (bottom-up-attention-vqa) | mcan (mcan-vqa)")
+    answers: str = opt("clipfeat", "answer classes and soft-target counting: clipfeat | butd | mcan (see vqa/data.py)")
+    glove: str = opt("", "word vectors (glove.6B.300d.txt / glove.840B.300d.txt, .zip, .gz, or a spaCy vectors folder) "
+                         "that initialise the word embedding; empty: random")
     buffer_shards: int = opt(4, "store shards mixed together when shuffling (read locality vs. randomness)")
     # model: the name picks the section its sizes come from
     model: str = opt("butd", "butd (GRU + top-down attention) or mcan (MCAN-small encoder-decoder)")
     use_pos: bool = opt(True, "append each grid cell's box (x0, y0, x1, y1) to its feature")
+    feature_norm: bool = opt(True, "standardise grid channels with training statistics (clipfeat's; the sources feed raw features)")
     butd: BUTDConfig = opt(BUTDConfig(), "BUTD's sizes (model=butd)")
     mcan: MCANConfig = opt(MCANConfig(), "MCAN's sizes (model=mcan)")
+    loss: str = opt("bce_per_question", "bce_per_question: BCE summed over answers, mean over questions (bottom-up-attention-vqa) | "
+                                        "bce_sum: summed over answers and questions, on sigmoid outputs (mcan-vqa)")
     # optimisation (overrides of the shared defaults; the recipes set them)
-    lr: float = opt(2e-3, "peak learning rate (AdamW)")
+    lr: float = opt(2e-3, "peak learning rate")
     epochs: int = opt(13, "passes over the training questions")
     batch_size: int = opt(256, "questions per step")
 
@@ -56,10 +67,21 @@ class VQAConfig(TrainConfig):
 Config = VQAConfig
 
 
-def vqa_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Binary cross-entropy against soft scores, summed over answers, averaged over questions
-    (bottom-up-attention-vqa's loss)."""
-    return F.binary_cross_entropy_with_logits(logits.float(), targets, reduction="sum") / len(logits)
+def vqa_loss(logits: torch.Tensor, targets: torch.Tensor, kind: str = "bce_per_question") -> torch.Tensor:
+    """Binary cross-entropy of logits [B, A] against soft scores [B, A].
+
+    bce_per_question: summed over answers, averaged over questions (bottom-up-attention-vqa
+        train.py:9-14: BCE-with-logits mean over B * A, times A).
+    bce_sum: summed over answers and questions, computed as the source does on sigmoid
+        probabilities (mcan-vqa core/exec.py:60 BCELoss(reduction='sum'), net.py:128 sigmoid;
+        torch clamps each log at -100 there).
+    """
+    logits = logits.float()
+    if kind == "bce_per_question":
+        return F.binary_cross_entropy_with_logits(logits, targets, reduction="sum") / len(logits)
+    if kind == "bce_sum":
+        return F.binary_cross_entropy(torch.sigmoid(logits), targets, reduction="sum")
+    raise ConfigError(f"loss={kind!r}; use bce_per_question or bce_sum")
 
 
 def forward(model, batch: dict, device: torch.device) -> torch.Tensor:
@@ -87,6 +109,10 @@ def predict(model, batches: Batches, answers: list[str], device: torch.device, *
     return out
 
 
+def _merge_questions(raws: list[RawSplit]) -> RawSplit:
+    return RawSplit("+".join(r.name for r in raws), [q for r in raws for q in r.questions], None)
+
+
 def _merge(raws: list[RawSplit]) -> RawSplit:
     anns = [a for r in raws for a in (r.annotations or [])]
     if any(r.annotations is None for r in raws):
@@ -97,7 +123,7 @@ def _merge(raws: list[RawSplit]) -> RawSplit:
 # `clipfeat train vqa --help` shows these above the config keys
 EXAMPLES = """\
   clipfeat train vqa --features features/coco-RN50x4.zarr --data DATA/vqa --out runs/vqa     # BUTD
-  clipfeat train vqa --features features/coco-RN50x4.zarr --data DATA/vqa --out runs/vqa-mcan --recipe mcan
+  clipfeat train vqa --features features/coco-RN50x4.zarr --data DATA/vqa --out runs/vqa-mcan --recipe mcan-small
   clipfeat train vqa --resume runs/vqa --set epochs=20     # continue a run, or extend a finished one
   clipfeat train vqa --list-recipes
   DATA/vqa: v2_OpenEnded_mscoco_{split}_questions.json and v2_mscoco_{split}_annotations.json"""
@@ -114,6 +140,7 @@ class Experiment:
 
     def __init__(self, cfg: VQAConfig, *, store: FeatureStore, device: torch.device, resume: dict | None) -> None:
         self.cfg, self.store, self.device = cfg, store, device
+        self.text, self.rules = question_text(cfg.question_text), answer_rules(cfg.answers)
         channels = require_grids(store)
         train_raw, eval_raw = self.load_splits()
         if resume is not None:  # the vocabularies the checkpoint's output layer was built for
@@ -131,7 +158,11 @@ class Experiment:
         self.steps_per_epoch = len(self.train_batches)
         self.baseline = self.prior_baseline(train_raw)
 
-        self.model = build_model(cfg, vocab_size=len(self.qvocab), num_answers=len(self.avocab), channels=channels).to(device)
+        self.train_samples = len(self.train)  # N of mcan's warm-up thresholds
+        self.model = build_model(cfg, vocab_size=len(self.qvocab), num_answers=len(self.avocab), channels=channels,
+                                 left_padded=self.text.pad_left).to(device)
+        if cfg.glove and resume is None:
+            self.init_words()
         self.extra = {"question_vocab": self.qvocab.itos, "answer_vocab": self.avocab.itos, "answer_surface": self.surface}
         self.title = f"{self.name} {cfg.model} on {store.meta.encoder.model}"
         self.start = None
@@ -147,12 +178,33 @@ class Experiment:
         return train_raw, eval_raw
 
     def vocabularies(self, train_raw: RawSplit) -> tuple[Vocab, Vocab, list[str]]:
-        """(question words, answer classes, the output string of each answer class)."""
-        return (build_question_vocab(train_raw.questions), *build_answer_vocab(train_raw.annotations, self.cfg.min_answer_count))
+        """(question words, answer classes, the output string of each answer class). The
+        references count answers on train + val and words on every split's questions
+        (`answer_vocab_splits`, `question_vocab_splits`); by default both come from training."""
+        cfg = self.cfg
+        q_raw = _merge_questions([load_split(cfg.data, s) for s in cfg.question_vocab_splits]) if cfg.question_vocab_splits else train_raw
+        a_raw = _merge([load_split(cfg.data, s) for s in cfg.answer_vocab_splits]) if cfg.answer_vocab_splits else train_raw
+        return (build_question_vocab(q_raw.questions, text=self.text),
+                *build_answer_vocab(a_raw.annotations, cfg.min_answer_count, rules=self.rules))
+
+    def init_words(self) -> None:
+        """The word embedding's rows from `glove` (words it lacks: zero rows, as both references)."""
+        from ..glove import init_embedding, load_vectors
+
+        emb = self.model.w_emb
+        first = 0 if emb.padding_idx is None else 1  # a padding row stays zero
+        words = self.qvocab.itos[first:]
+        path = Path(self.cfg.glove)
+        if not path.is_absolute() and not path.exists() and (Path(self.cfg.data) / path).exists():
+            path = Path(self.cfg.data) / path  # the recipes name the file; it may sit next to the VQA files
+        vectors, found = load_vectors(path, words, dim=emb.embedding_dim, key="glove", progress=self.cfg.progress)
+        init_embedding(emb, vectors, slice(first, None))
+        print(f"glove: {found} of {len(words)} words initialised from {path}")
 
     def encode(self, raw: RawSplit):
         cfg = self.cfg
-        sp = self.encode_split(raw, self.store, self.qvocab, self.avocab, max_tokens=cfg.max_tokens, strict=cfg.strict)
+        sp = self.encode_split(raw, self.store, self.qvocab, self.avocab, max_tokens=cfg.max_tokens, strict=cfg.strict,
+                               text=self.text, rules=self.rules)
         note = f" ({sp.skipped} skipped: image not in the store)" if sp.skipped else ""
         print(f"{sp.name}: {len(sp)} of {len(raw.questions)} questions{note}")
         return sp
@@ -170,26 +222,49 @@ class Experiment:
     def batches(self, split, *, shuffle: bool) -> Batches:
         cfg = self.cfg
         return Batches(split, self.store, batch_size=cfg.batch_size, num_answers=len(self.avocab), shuffle=shuffle,
-                       seed=cfg.seed, buffer_shards=cfg.buffer_shards)
+                       seed=cfg.seed, buffer_shards=cfg.buffer_shards, drop_last=cfg.drop_last and shuffle)
 
     def feature_sample(self) -> dict:
         return self.train_batches.load(feature_rows(len(self.train), self.cfg.seed))
 
     def train_step(self, batch: dict) -> dict:
         logits = forward(self.model, batch, self.device)
-        return {"loss": vqa_loss(logits, batch["targets"].to(self.device)), "samples": len(logits)}
+        return {"loss": vqa_loss(logits, batch["targets"].to(self.device), self.cfg.loss), "samples": len(logits)}
 
     def evaluate(self, epoch: int) -> dict:
         scores = metric.evaluate(predict(self.model, self.eval_batches, self.surface, self.device), self.gt)
         per_type = {f"acc_{t}": v for t, v in scores.per_answer_type.items()}
         return {"accuracy": scores.overall, **per_type, "baseline": self.baseline}
 
-    def predict(self, run: RunDir) -> dict:
-        run.write_json(run.predictions(self.cfg.eval_split), predict(self.model, self.eval_batches, self.surface, self.device))
-        for split in self.cfg.predict_splits:
-            batches = self.batches(self.encode(load_split(self.cfg.data, split)), shuffle=False)
-            run.write_json(run.predictions(split), predict(self.model, batches, self.surface, self.device))
-        return {"baseline_accuracy": self.baseline}
+    def predict(self, run: RunDir, splits: tuple[str, ...] | None = None) -> dict:
+        """The loaded model's predictions_{split}.json for the eval split and `predict_splits`, or for
+        `splits` (what `clipfeat predict vqa --run RUN --split S` asks). test2015's are also written as
+        the evaluation server's file, which serves its test-dev and test-std phases alike (`submission`)."""
+        cfg = self.cfg
+        asked = splits is not None
+        files = {}
+        todo = list(dict.fromkeys((cfg.eval_split, *cfg.predict_splits) if splits is None else splits))
+        for split in todo:
+            raw = None if split == cfg.eval_split else load_split(cfg.data, split)
+            batches = self.eval_batches if raw is None else self.batches(self.encode(raw), shuffle=False)
+            results = predict(self.model, batches, self.surface, self.device)
+            run.write_json(run.predictions(split), results)
+            files[split] = str(run.predictions(split))
+            print(f"{split}: {len(results)} predictions in {run.predictions(split)}")
+            if split == submission.TEST_SPLIT:
+                path = run.path / submission.submission_name(split, run.path.resolve().name)
+                try:  # every test2015 question answered: its images must all be in the store
+                    submission.write_submission(results, {"questions": raw.questions}, path, split=split)
+                except submission.SubmissionError as e:
+                    if asked:
+                        raise
+                    print(f"no submission file: {e}")  # the training run itself succeeded
+                else:
+                    files["submission"] = str(path)
+                    print(f"{split}: evaluation server file (test-dev and test-std phases) in {path}")
+            elif split == "test-dev2015" and submission.TEST_SPLIT not in todo:
+                print(submission.TEST_DEV_NOTE)
+        return {"baseline_accuracy": self.baseline, "files": files}
 
 
 def main(argv: list[str] | None = None):
