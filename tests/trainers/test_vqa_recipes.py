@@ -238,6 +238,7 @@ def test_reference_recipe_learns_beyond_the_answer_prior(coco_data, glove_file, 
     assert "words initialised from" in out
     evals = [r for r in map(json.loads, open(tmp_path / name / "metrics.jsonl")) if r["kind"] == "eval"]
     baseline = evals[-1]["baseline"]
-    assert res.best >= baseline + 15, f"{name}: best {res.best} vs answer prior {baseline}"
+    # best over 3 seeds x amp off/on (tiny sizes): butd 61.3-63.8, mcan-small 61.8-63.5, prior 45.1
+    assert res.best >= baseline + 10, f"{name}: best {res.best} vs answer prior {baseline}"
     scores = evaluate(str(tmp_path / name / "predictions_val2014.json"), f"{data}/v2_mscoco_val2014_annotations.json")
     assert scores.overall == res.best
