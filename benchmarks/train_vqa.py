@@ -247,7 +247,7 @@ def main(argv=None) -> dict:
             flops[name] = flops_per_sample(feeds, model, optimizer, feeds.order(0)[0], dtype)
             kw = dict(dtype=dtype, loss_kind=cfg.loss, clip=cfg.grad_clip)
             for rep in range(repeats):
-                order = feeds.order(rep)
+                order = [b for e in range(64) for b in feeds.order(rep * 64 + e)][: steps_cached + 1]  # enough batches
                 cached = order[: steps_cached + 1]
                 r["store"].append(rate(feeds, model, optimizer, cached, feeds.from_store, **kw))
                 r["ram"].append(rate(feeds, model, optimizer, cached, feeds.from_ram, **kw))
