@@ -408,18 +408,20 @@ class VQAScores:
         }
 
 
-def _read_results(results: Any) -> dict[int, str]:
-    results = load_json(results, "results", _RESULTS_FORMAT)
+def read_results(results: Any, *, what: str = "results") -> dict[int, str]:
+    """question_id -> answer of an official results list (or a path to one); ValueError, naming
+    `what`, on a malformed entry, a non-string answer or a question answered twice."""
+    results = load_json(results, what, _RESULTS_FORMAT)
     if not isinstance(results, list):
-        raise ValueError(f"results is a {type(results).__name__}, not a list; {_RESULTS_FORMAT}")
+        raise ValueError(f"{what} is a {type(results).__name__}, not a list; {_RESULTS_FORMAT}")
     answers: dict[int, str] = {}
     duplicated: set[int] = set()
     for i, r in enumerate(results):
         if not isinstance(r, Mapping) or not _is_id(r.get("question_id")):
-            raise ValueError(f"results entry {i} has no int question_id: {r!r}; {_RESULTS_FORMAT}")
+            raise ValueError(f"{what} entry {i} has no int question_id: {r!r}; {_RESULTS_FORMAT}")
         if not isinstance(r.get("answer"), str):
             raise ValueError(
-                f"results entry {i} (question_id {r['question_id']}) has answer {r.get('answer')!r},"
+                f"{what} entry {i} (question_id {r['question_id']}) has answer {r.get('answer')!r},"
                 f" not a string; {_RESULTS_FORMAT}"
             )
         if r["question_id"] in answers:
@@ -427,7 +429,7 @@ def _read_results(results: Any) -> dict[int, str]:
         answers[r["question_id"]] = r["answer"]
     if duplicated:
         raise ValueError(
-            f"results answer {len(duplicated)} question ids more than once ({_examples(duplicated)});"
+            f"{what} answer {len(duplicated)} question ids more than once ({_examples(duplicated)});"
             " give exactly one answer per question"
         )
     return answers
@@ -460,7 +462,7 @@ def evaluate(
             prepared = VQAAnnotations(prepared.questions, _question_choices(questions, prepared.questions))
     else:
         prepared = load_annotations(annotations, questions)
-    answers = _read_results(results)
+    answers = read_results(results)
 
     missing = prepared.questions.keys() - answers.keys()
     extra = answers.keys() - prepared.questions.keys()

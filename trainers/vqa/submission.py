@@ -46,6 +46,7 @@ from typing import Any
 from clipfeat.features.errors import ClipfeatError
 
 from ..files import load_json
+from .metric import read_results
 
 __all__ = ["SUBMISSION_SPLITS", "SubmissionError", "TEST_DEV_NOTE", "TEST_SPLIT", "required_question_ids",
            "submission_name", "write_submission"]
@@ -144,27 +145,12 @@ def write_submission(
         )
     required = required_question_ids(data)
 
-    results = _load(predictions, "predictions", _RESULTS_FORMAT)
-    if not isinstance(results, list):
-        raise SubmissionError(f"predictions is a {type(results).__name__}, not a list; {_RESULTS_FORMAT}")
-    answers: dict[int, str] = {}
-    duplicated: set[int] = set()
-    for i, r in enumerate(results):
-        if not isinstance(r, Mapping) or not _is_id(r.get("question_id")):
-            raise SubmissionError(f"predictions entry {i} has no int question_id: {r!r}; {_RESULTS_FORMAT}")
-        if not isinstance(r.get("answer"), str):
-            raise SubmissionError(
-                f"predictions entry {i} (question_id {r['question_id']}) has answer {r.get('answer')!r},"
-                f" not a string; {_RESULTS_FORMAT}"
-            )
-        if r["question_id"] in answers:
-            duplicated.add(r["question_id"])
-        answers[r["question_id"]] = r["answer"]
-    if duplicated:
-        raise SubmissionError(
-            f"{where}: {len(duplicated)} question ids are answered more than once ({_examples(duplicated)});"
-            " answer each question exactly once"
-        )
+    try:
+        answers = read_results(predictions, what="predictions")
+    except ValueError as e:
+        raise SubmissionError(f"{where}: {e}") from None
+    except OSError as e:
+        raise SubmissionError(f"predictions file {os.fspath(predictions)!r}: {e.strerror or e}; {_RESULTS_FORMAT}") from None
 
     missing = set(required) - answers.keys()
     extra = answers.keys() - set(required)
