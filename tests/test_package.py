@@ -48,3 +48,10 @@ def test_regular_wheel_install_exposes_all_four(tmp_path):
     out = subprocess.run([sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(target)!r}); {code}"], capture_output=True, text=True, env=env, cwd=str(tmp_path))
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().startswith(str(target))
+    # the registries' JSON files ship as package data: presets and every task's recipes
+    code = ("from clipfeat.pipeline.presets import PRESETS; from clipfeat.trainers.task import load_recipes; "
+            "print(sorted(PRESETS), sorted(load_recipes('clipfeat.trainers.vqa')))")
+    out = subprocess.run([sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(target)!r}); {code}"],
+                         capture_output=True, text=True, env=env, cwd=str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    assert "clip-vil-vqa" in out.stdout and "mcan-small" in out.stdout, out.stdout
