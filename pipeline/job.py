@@ -162,7 +162,7 @@ def plan_store(cfg: ExtractConfig, manifest, weights_sha256: str):
         raise ClipfeatError("--image-size applies to --preprocess fixed; aspect mode uses --shorter-side/--max-side")
     shape = describe_encoder(cfg.spec, probe_hw=(cfg.shorter_side, cfg.max_side) if aspect else None)
     if aspect and shape.kind != "resnet":
-        raise ClipfeatError(f"--preprocess aspect needs a CLIP ResNet (CLIP-ViL's grids); {cfg.spec.model} is a ViT: use fixed")
+        raise ClipfeatError(f"--preprocess aspect needs a CLIP ResNet (variable-size layer4 grids); {cfg.spec.model} is a ViT: use fixed")
     size = cfg.spec.image_size or shape.image_size
     pre = Preprocessor(
         mode=cfg.preprocess, size=size, shorter_side=cfg.shorter_side, max_side=cfg.max_side,
