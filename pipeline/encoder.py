@@ -245,7 +245,7 @@ def _kind(model) -> str:
 def describe_encoder(spec: EncoderSpec, *, probe_hw: tuple[int, int] | None = None) -> EncoderShape:
     """Output dims and preprocessing of `spec`'s model, without loading weights.
 
-    probe_hw: an input (H, W) whose grid size to report as `probe_grid` (default: the
+    probe_hw: an input (H, W) whose grid size to report as `probe_grid` (ResNets; default: the
     square input the model will see in fixed mode).
     """
     import open_clip
@@ -262,7 +262,7 @@ def describe_encoder(spec: EncoderSpec, *, probe_hw: tuple[int, int] | None = No
         size = spec.image_size or native
         pooled, grid = enc.encode(torch.zeros(1, 3, size, size))
         stride = size // enc.last_hw[0]
-        if probe_hw:
+        if probe_hw and kind == "resnet":  # a ViT's grid is its patch count at its own size
             enc.encode(torch.zeros(1, 3, *probe_hw))
     pre = _preprocess_cfg(spec)
     return EncoderShape(

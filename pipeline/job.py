@@ -204,9 +204,9 @@ def _plan_preset(cfg: ExtractConfig, manifest, weights_sha256: str):
         raise ClipfeatError(f"preset {preset.name} is for single images; R2R panoramas use --preprocess fixed")
     if cfg.spec.image_size:
         raise ClipfeatError(f"--image-size does not apply with --preset {preset.name} (it fixes the input at {p['height']}x{p['width']})")
-    if describe_encoder(cfg.spec).kind != "resnet":
-        raise ClipfeatError(f"preset {preset.name} takes a CLIP ResNet's layer4 map; {cfg.spec.model} is a ViT")
     shape = describe_encoder(cfg.spec, probe_hw=(p["height"], p["width"]))
+    if shape.kind != "resnet":
+        raise ClipfeatError(f"preset {preset.name} takes a CLIP ResNet's layer4 map; {cfg.spec.model} is a ViT")
     pre = Preprocessor(mode="squash", shorter_side=p["shorter_side"], max_side=p["max_side"], height=p["height"],
                        width=p["width"], interpolation=p["interpolation"], mean=p["mean"], std=p["std"])
     interp = p["interpolation"] + ("/torchvision-gpu" if cfg.decode == "cuda" else "")

@@ -141,6 +141,7 @@ class Experiment:
     def __init__(self, cfg: VQAConfig, *, store: FeatureStore, device: torch.device, resume: dict | None) -> None:
         self.cfg, self.store, self.device = cfg, store, device
         self.text, self.rules = question_text(cfg.question_text), answer_rules(cfg.answers)
+        self._raw: dict[str, RawSplit] = {}  # split -> its parsed files (`raw`)
         channels = require_grids(store)
         train_raw, eval_raw = self.load_splits()
         if resume is not None:  # the vocabularies the checkpoint's output layer was built for
@@ -169,10 +170,17 @@ class Experiment:
 
     # -- data hooks ---------------------------------------------------------------------------------
 
+    def raw(self, split: str) -> RawSplit:
+        """A split's files, parsed once per experiment (the vocabularies and the training /
+        evaluation data name the same splits: the references count on train + val)."""
+        if split not in self._raw:
+            self._raw[split] = load_split(self.cfg.data, split)
+        return self._raw[split]
+
     def load_splits(self) -> tuple[RawSplit, RawSplit]:
         cfg = self.cfg
-        train_raw = _merge([load_split(cfg.data, s) for s in cfg.train_splits])
-        eval_raw = load_split(cfg.data, cfg.eval_split)
+        train_raw = _merge([self.raw(s) for s in cfg.train_splits])
+        eval_raw = self.raw(cfg.eval_split)
         if eval_raw.annotations is None:
             raise ConfigError(f"eval_split={cfg.eval_split} has no annotations file; evaluate on val2014, predict test splits")
         return train_raw, eval_raw
@@ -182,8 +190,8 @@ class Experiment:
         references count answers on train + val and words on every split's questions
         (`answer_vocab_splits`, `question_vocab_splits`); by default both come from training."""
         cfg = self.cfg
-        q_raw = _merge_questions([load_split(cfg.data, s) for s in cfg.question_vocab_splits]) if cfg.question_vocab_splits else train_raw
-        a_raw = _merge([load_split(cfg.data, s) for s in cfg.answer_vocab_splits]) if cfg.answer_vocab_splits else train_raw
+        q_raw = _merge_questions([self.raw(s) for s in cfg.question_vocab_splits]) if cfg.question_vocab_splits else train_raw
+        a_raw = _merge([self.raw(s) for s in cfg.answer_vocab_splits]) if cfg.answer_vocab_splits else train_raw
         return (build_question_vocab(q_raw.questions, text=self.text),
                 *build_answer_vocab(a_raw.annotations, cfg.min_answer_count, rules=self.rules))
 
